@@ -1,0 +1,5 @@
+import sys
+
+from riffbridge.cli import main
+
+sys.exit(main())

@@ -1,0 +1,118 @@
+"""`riffbridge convert` as a user runs it: real files, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from PIL import Image
+
+
+def riffbridge(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "riffbridge", *map(str, args)],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_wav_to_png_to_wav(clips: list[Path], tmp_path: Path) -> None:
+    png, wav = tmp_path / "clip.png", tmp_path / "back.wav"
+    r = riffbridge("convert", clips[0], png, "--seconds", "2")
+    assert r.returncode == 0, r.stderr
+    image = Image.open(png)
+    assert image.size == (201, 512) and image.getexif()[11000] == 44100
+    r = riffbridge("convert", png, wav, "--iters", "8")
+    assert r.returncode == 0, r.stderr
+    data, rate = sf.read(wav)
+    assert rate == 44100 and len(data) == 200 * 441
+
+
+def test_stereo_flag(clips: list[Path], tmp_path: Path) -> None:
+    png, wav = tmp_path / "s.png", tmp_path / "s.wav"
+    assert riffbridge("convert", clips[1], png, "--stereo", "--seconds", "1").returncode == 0
+    assert Image.open(png).getexif()[11005] == 1
+    assert riffbridge("convert", png, wav, "--iters", "4").returncode == 0
+    assert sf.info(wav).channels == 2
+
+
+def one_line_error(r: subprocess.CompletedProcess[str], *words: str) -> None:
+    assert r.returncode != 0
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    for w in words:
+        assert w in lines[0], lines[0]
+
+
+def test_missing_input(tmp_path: Path) -> None:
+    out = tmp_path / "x.png"
+    one_line_error(riffbridge("convert", tmp_path / "nope.wav", out), "not found", "nope.wav")
+    assert not out.exists()
+
+
+def test_not_audio(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.wav"
+    bad.write_text("this is not a sound file")
+    out = tmp_path / "x.png"
+    one_line_error(riffbridge("convert", bad, out), "cannot read", "bad.wav")
+    assert not out.exists()
+
+
+def test_not_an_image(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG broken")
+    out = tmp_path / "x.wav"
+    one_line_error(riffbridge("convert", bad, out), "cannot read", "bad.png")
+    assert not out.exists()
+
+
+def test_image_of_wrong_height(tmp_path: Path) -> None:
+    png = tmp_path / "small.png"
+    Image.new("RGB", (40, 256), "white").save(png)
+    out = tmp_path / "x.wav"
+    one_line_error(riffbridge("convert", png, out), "512 pixels high", "256")
+    assert not out.exists()
+
+
+def test_unknown_direction(tmp_path: Path, clips: list[Path]) -> None:
+    one_line_error(riffbridge("convert", clips[0], tmp_path / "x.mp4"), ".wav", ".mp4")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_unwritable_output_as_user(tmp_path: Path, clips: list[Path]) -> None:
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o500)
+    one_line_error(riffbridge("convert", clips[0], folder / "x.png", "--seconds", "1"),
+                   "cannot write")
+    assert list(folder.iterdir()) == []
+
+
+def test_unwritable_output(tmp_path: Path, clips: list[Path]) -> None:
+    """A folder that does not exist, and a path below a file: nothing written, one line."""
+    one_line_error(riffbridge("convert", clips[0], tmp_path / "no" / "x.png", "--seconds", "1"),
+                   "does not exist")
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    one_line_error(riffbridge("convert", clips[0], blocker / "x.png", "--seconds", "1"),
+                   "x.png", "not a folder")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_write_failure_leaves_no_partial_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                              ) -> None:
+    """Disk full in the middle of a write: an OutputError and no file under either name."""
+    import errno
+
+    from riffbridge.audio_io import write_audio
+    from riffbridge.errors import OutputError
+
+    def full(*_a: object, **_k: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(sf, "write", full)
+    with pytest.raises(OutputError, match="No space left"):
+        write_audio(tmp_path / "x.wav", np.zeros((1, 100), dtype=np.float32), 44100)
+    assert list(tmp_path.iterdir()) == []
