@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check riffbridge tests benchmarks scripts
+	$(BIN)/ruff check riffbridge tests $(wildcard benchmarks scripts)
 	$(BIN)/mypy riffbridge
 
 test: lint
