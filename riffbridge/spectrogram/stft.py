@@ -174,21 +174,64 @@ def _project(rebuilt: torch.Tensor, previous: torch.Tensor | None, target: torch
     return torch.complex(re * scale, im * scale)
 
 
-def griffin_lim(magnitude: torch.Tensor, framing: Framing, iters: int, momentum: float = 0.99,
-                init: str = "random", seed: int = 0) -> torch.Tensor:
-    """Fast Griffin-Lim (Perraudin et al. 2013): magnitudes (C, bins, frames) -> audio.
-
-    Bins whose target magnitude is zero everywhere (above the mel range's top: over half of
-    them at Riffusion's 10 kHz) stay zero after every projection, so the iterations carry only
-    the bins below the highest non-zero one; the inverse FFT fills the rest with zeros.
-    """
-    nonzero = torch.nonzero(magnitude.amax(dim=(0, 2)) > 0)
-    active = int(nonzero.max()) + 1 if nonzero.numel() else 1
-    target = magnitude[:, :active].transpose(1, 2).contiguous()
-    spec = target * initial_phase(target, framing, init, seed)
+def _iterate(spec: torch.Tensor, target: torch.Tensor, framing: Framing, iters: int,
+             momentum: float) -> torch.Tensor:
+    active = target.shape[-1]
     previous: torch.Tensor | None = None
     for _ in range(iters):
         rebuilt = analyse(synthesise(spec, framing), framing)[..., :active]
         spec = _project(rebuilt, previous, target, momentum)
         previous = rebuilt
     return synthesise(spec, framing)
+
+
+class _GraphedGriffinLim:
+    """The whole iteration loop captured once as a CUDA graph for one geometry.
+
+    On a GPU, Griffin-Lim on one clip is a few thousand small kernels whose launch cost
+    outweighs their work; replaying a captured graph launches them all at once.
+    """
+
+    def __init__(self, framing: Framing, shape: tuple[int, ...], iters: int, momentum: float,
+                 device: torch.device) -> None:
+        self.target = torch.zeros(shape, dtype=torch.float32, device=device)
+        self.spec = torch.zeros(shape, dtype=torch.complex64, device=device)
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):  # warm-up: FFT plans, cached windows and envelopes
+            _iterate(self.spec, self.target, framing, 2, momentum)
+        torch.cuda.current_stream(device).wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.audio = _iterate(self.spec, self.target, framing, iters, momentum)
+
+    def __call__(self, spec: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        self.spec.copy_(spec)
+        self.target.copy_(target)
+        self.graph.replay()
+        return self.audio.clone()
+
+
+@functools.lru_cache(maxsize=8)
+def _graphed(framing: Framing, shape: tuple[int, ...], iters: int, momentum: float,
+             device: torch.device) -> _GraphedGriffinLim:
+    return _GraphedGriffinLim(framing, shape, iters, momentum, device)
+
+
+def griffin_lim(magnitude: torch.Tensor, framing: Framing, iters: int, momentum: float = 0.99,
+                init: str = "random", seed: int = 0) -> torch.Tensor:
+    """Fast Griffin-Lim (Perraudin et al. 2013): magnitudes (C, bins, frames) -> audio.
+
+    Bins whose target magnitude is zero everywhere (above the mel range's top: over half of
+    them at Riffusion's 10 kHz) stay zero after every projection, so the iterations carry only
+    the bins below the highest non-zero one; the inverse FFT fills the rest with zeros. On CUDA
+    the loop runs as a captured CUDA graph, cached per geometry.
+    """
+    nonzero = torch.nonzero(magnitude.amax(dim=(0, 2)) > 0)
+    active = int(nonzero.max()) + 1 if nonzero.numel() else 1
+    target = magnitude[:, :active].transpose(1, 2).contiguous()
+    spec = target * initial_phase(target, framing, init, seed)
+    if target.device.type == "cuda" and iters > 0:
+        graphed = _graphed(framing, tuple(target.shape), iters, momentum, target.device)
+        return graphed(spec, target)
+    return _iterate(spec, target, framing, iters, momentum)
