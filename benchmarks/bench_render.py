@@ -1,0 +1,94 @@
+"""Sweep of renderer variants (levers one at a time): `python benchmarks/bench_render.py`.
+
+--device cuda: full-size SD 1.5 with random weights (timing does not depend on weights), fp16.
+--device cpu: the tiny model and the full-size random model at reduced steps.
+Prints one table and one JSON line per variant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from riffbridge.render.bench import BenchConfig, format_table, run_bench
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--quick", action="store_true", help="skip the torch.compile variants")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    import torch
+
+    from riffbridge.render.model import build_random_sd15, resolve_device
+    from riffbridge.render.riffuse import Renderer
+
+    results = []
+
+    def go(cfg: BenchConfig, renderer: Renderer | None = None) -> None:
+        try:
+            r = run_bench(cfg, renderer)
+        except Exception as exc:
+            print(f"FAILED {cfg}: {type(exc).__name__}: {exc}", flush=True)
+            return
+        results.append(r)
+        print(json.dumps(r.as_dict()), flush=True)
+        print(format_table([r]), flush=True)
+
+    if args.device == "cpu":
+        base = BenchConfig(model="tiny", device="cpu", steps=50, runs=args.runs)
+        go(base)
+        go(replace(base, batch=4))
+        go(replace(base, steps=20, scheduler="dpm++2m"))
+        big = BenchConfig(model="sd15-random", device="cpu", steps=4, runs=1, warmup=0,
+                          audio=False)
+        go(big)
+        print(format_table(results))
+        return 0
+
+    device = resolve_device(args.device)
+    comps = build_random_sd15(device=device)
+    base = BenchConfig(model="sd15-random", device=args.device, dtype="fp16", runs=args.runs)
+
+    def renderer(cfg: BenchConfig) -> Renderer:
+        return Renderer(comps, device=args.device, dtype=cfg.dtype, max_batch=cfg.batch,
+                        sdpa=cfg.sdpa, channels_last=cfg.channels_last,
+                        compile_unet=cfg.compile)
+
+    plan = [
+        replace(base, sdpa=False),
+        base,
+        replace(base, batch=4),
+        replace(base, steps=20, scheduler="dpm++2m"),
+        replace(base, steps=20, scheduler="dpm++2m", batch=4),
+        replace(base, dtype="bf16"),
+        replace(base, channels_last=True),
+        replace(base, channels_last=True, batch=4),
+    ]
+    if not args.quick:
+        plan += [
+            replace(base, channels_last=True, compile=True, warmup=2),
+            replace(base, channels_last=True, compile=True, batch=4, warmup=2),
+            replace(base, channels_last=True, compile=True, steps=20, scheduler="dpm++2m",
+                    warmup=2),
+            replace(base, channels_last=True, compile=True, steps=20, scheduler="dpm++2m",
+                    batch=4, warmup=2),
+        ]
+    for cfg in plan:
+        go(cfg, renderer(cfg))
+        torch.cuda.empty_cache()
+    print(f"device: {results[0].device_name if results else '?'}")
+    print(format_table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""`riffbridge bench`: per-stage timing of the render path, a table or --json."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "bench", help="time the render path per stage (text, UNet, VAE decode, image->audio)",
+        description="Render a batch of alphas repeatedly and print per-stage milliseconds, "
+        "clips per second and the real-time factor.")
+    p.add_argument("--model", default="tiny",
+                   help="tiny (default), a hub id, a diffusers folder or a checkpoint file")
+    p.add_argument("--random-weights", action="store_true",
+                   help="full-size SD 1.5 from the shipped configs with random weights")
+    p.add_argument("--device", default="auto", help="auto, cuda, cuda:N, mps or cpu")
+    p.add_argument("--dtype", default="auto", choices=("auto", "fp16", "bf16", "fp32"))
+    p.add_argument("--steps", type=int, default=50)
+    p.add_argument("--denoise", type=float, default=0.75)
+    p.add_argument("--guidance", type=float, default=7.0)
+    p.add_argument("--scheduler", default="default", choices=("default", "dpm++2m", "ddim"))
+    p.add_argument("--batch", type=int, default=1, help="alphas rendered in one UNet batch")
+    p.add_argument("--width", type=int, default=512, help="clip width in columns (10 ms each)")
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--no-sdpa", action="store_true", help="plain attention instead of SDPA")
+    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--compile", action="store_true", help="torch.compile the UNet")
+    p.add_argument("--no-audio", action="store_true", help="skip the image -> audio stage")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from riffbridge.errors import ConfigError
+    from riffbridge.render.bench import BenchConfig, format_table, run_bench
+
+    if args.runs <= 0 or args.warmup < 0 or args.batch <= 0:
+        raise ConfigError(f"--runs and --batch must be >= 1 and --warmup >= 0, got runs "
+                          f"{args.runs}, batch {args.batch}, warmup {args.warmup}")
+    cfg = BenchConfig(
+        model="sd15-random" if args.random_weights else args.model, device=args.device,
+        dtype=args.dtype, steps=args.steps, denoise=args.denoise, guidance=args.guidance,
+        scheduler=args.scheduler, batch=args.batch, width=args.width, runs=args.runs,
+        warmup=args.warmup, sdpa=not args.no_sdpa, channels_last=args.channels_last,
+        compile=args.compile, audio=not args.no_audio)
+    result = run_bench(cfg)
+    if args.json:
+        print(json.dumps(result.as_dict(), indent=1))
+    else:
+        print(f"device: {result.device_name}")
+        print(format_table([result]))
+    return 0

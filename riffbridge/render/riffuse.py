@@ -1,0 +1,399 @@
+"""The riffuse pipeline: Riffusion's prompt-to-prompt interpolation, one readable loop.
+
+For each job: interpolate the two prompts' text embeddings, guidance and denoising strength by
+alpha; slerp the two seeds' noise; img2img from the seed image's VAE latents; optional mask
+(black keeps the seed image, white is repainted); classifier-free guidance against the negative
+prompt's embedding; VAE decode. Jobs that share the shape of their schedule run as one batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from riffbridge.errors import AudioFileError, ConfigError, RenderError
+from riffbridge.render.model import Components, load_components, resolve_device, resolve_dtype
+from riffbridge.render.seamless import set_time_tiling
+
+log = logging.getLogger(__name__)
+
+HEIGHT = 512
+LATENT_FACTOR = 8
+SCHEDULERS = ("default", "dpm++2m", "ddim")
+Progress = Callable[[float], None]
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """An in-memory image as a hashable value (PNG bytes; equal when the pixels are equal)."""
+
+    png: bytes
+    digest: str
+
+    @classmethod
+    def from_image(cls, image: Image.Image) -> ImageRef:
+        buf = io.BytesIO()
+        image.save(buf, format="PNG")
+        data = buf.getvalue()
+        return cls(data, hashlib.sha256(data).hexdigest())
+
+    def open(self) -> Image.Image:
+        return Image.open(io.BytesIO(self.png)).convert("RGB")
+
+    def __repr__(self) -> str:
+        return f"ImageRef({self.digest[:12]})"
+
+
+ImageSource = str | Path | ImageRef
+
+
+def load_image(ref: ImageSource, what: str) -> Image.Image:
+    if isinstance(ref, ImageRef):
+        return ref.open()
+    try:
+        with Image.open(ref) as img:
+            return img.convert("RGB")
+    except FileNotFoundError:
+        raise AudioFileError(f"{what} not found: {ref}") from None
+    except (UnidentifiedImageError, OSError) as exc:
+        raise AudioFileError(f"{what} {ref} is not an image ({exc})") from None
+
+
+@dataclass(frozen=True)
+class RiffuseJob:
+    """One clip to render. Its hash is the render cache key."""
+
+    prompt_a: str
+    prompt_b: str | None = None
+    seed_a: int = 0
+    seed_b: int | None = None
+    alpha: float = 0.0
+    negative: str = ""
+    denoise_a: float = 0.75
+    denoise_b: float | None = None
+    guidance_a: float = 7.0
+    guidance_b: float | None = None
+    steps: int = 50
+    width: int | None = None
+    seed_image: ImageSource | None = None
+    mask: ImageSource | None = None
+    scheduler: str = "default"
+    tile_time: bool = False
+
+    def __post_init__(self) -> None:
+        def check_unit(name: str, value: float | None) -> None:
+            if value is not None and not (isinstance(value, (int, float))
+                                          and math.isfinite(value) and 0.0 <= value <= 1.0):
+                raise ConfigError(f"{name} must be in [0, 1], got {value}")
+
+        check_unit("alpha", self.alpha)
+        check_unit("denoise_a", self.denoise_a)
+        check_unit("denoise_b", self.denoise_b)
+        for name in ("guidance_a", "guidance_b"):
+            g = getattr(self, name)
+            if g is not None and not (math.isfinite(g) and g >= 0):
+                raise ConfigError(f"{name} must be a finite number >= 0, got {g}")
+        if not isinstance(self.steps, int) or self.steps <= 0:
+            raise ConfigError(f"steps must be a positive integer, got {self.steps}")
+        if self.width is not None and (not isinstance(self.width, int) or self.width <= 0
+                                       or self.width % LATENT_FACTOR):
+            raise ConfigError(f"width must be a positive multiple of {LATENT_FACTOR} pixels, "
+                              f"got {self.width}")
+        if self.scheduler not in SCHEDULERS:
+            raise ConfigError(f"scheduler must be one of {', '.join(SCHEDULERS)}, "
+                              f"got {self.scheduler!r}")
+        for name in ("seed_a", "seed_b"):
+            s = getattr(self, name)
+            if s is not None and not (isinstance(s, int) and 0 <= s < 2**63):
+                raise ConfigError(f"{name} must be an integer in [0, 2**63), got {s}")
+        if self.mask is not None and self.seed_image is None:
+            raise ConfigError("a mask needs a seed image (the mask keeps parts of it)")
+
+    # Effective values at this alpha.
+    @property
+    def prompt_end(self) -> str:
+        return self.prompt_a if self.prompt_b is None else self.prompt_b
+
+    @property
+    def seed_end(self) -> int:
+        return self.seed_a if self.seed_b is None else self.seed_b
+
+    @property
+    def denoise(self) -> float:
+        b = self.denoise_a if self.denoise_b is None else self.denoise_b
+        return (1 - self.alpha) * self.denoise_a + self.alpha * b
+
+    @property
+    def guidance(self) -> float:
+        b = self.guidance_a if self.guidance_b is None else self.guidance_b
+        return (1 - self.alpha) * self.guidance_a + self.alpha * b
+
+
+def slerp(t: float, v0: torch.Tensor, v1: torch.Tensor, dot_threshold: float = 0.9995
+          ) -> torch.Tensor:
+    """Spherical interpolation of two noise tensors (linear when nearly parallel)."""
+    a, b = v0.double().flatten(), v1.double().flatten()
+    dot = float((a @ b) / (a.norm() * b.norm()))
+    if abs(dot) > dot_threshold:
+        out = (1 - t) * v0.double() + t * v1.double()
+    else:
+        theta = math.acos(dot)
+        s = math.sin(theta)
+        out = (math.sin((1 - t) * theta) / s) * v0.double() \
+            + (math.sin(t * theta) / s) * v1.double()
+    return out.to(v0.dtype)
+
+
+def seed_noise(seed: int, width: int) -> torch.Tensor:
+    """The Gaussian draw for one seed, on the CPU so every device gets the same numbers."""
+    gen = torch.Generator("cpu").manual_seed(seed)
+    return torch.randn((4, HEIGHT // LATENT_FACTOR, width // LATENT_FACTOR), generator=gen)
+
+
+class Renderer:
+    """Owns one loaded model on one device and renders RiffuseJobs, batched and cached."""
+
+    def __init__(self, model: str | Components = "tiny", *, device: str = "auto",
+                 dtype: str = "auto", max_batch: int = 4, sdpa: bool = True,
+                 channels_last: bool = False, compile_unet: bool = False) -> None:
+        if max_batch <= 0:
+            raise ConfigError(f"max_batch must be >= 1, got {max_batch}")
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        comps = model if isinstance(model, Components) else load_components(model)
+        self.components = comps.to(self.device, self.dtype)
+        self.max_batch = max_batch
+        if not sdpa:
+            from diffusers.models.attention_processor import AttnProcessor
+
+            comps.unet.set_attn_processor(AttnProcessor())
+            comps.vae.set_attn_processor(AttnProcessor())
+        if channels_last:
+            comps.unet.to(memory_format=torch.channels_last)
+            comps.vae.to(memory_format=torch.channels_last)
+        self._unet_call: Any = comps.unet
+        if compile_unet:
+            self._unet_call = torch.compile(comps.unet)
+        self._schedulers: dict[str, Any] = {}
+        self._text_cache: dict[str, torch.Tensor] = {}
+        self._latent_cache: dict[tuple[Any, bool], torch.Tensor] = {}
+        self._tiling = False
+        self.timings: dict[str, float] = {}
+        log.info("renderer: model %s on %s (%s)", comps.name, self.device, self.dtype)
+
+    # -- caches ------------------------------------------------------------------------------
+    def text_embedding(self, prompt: str) -> torch.Tensor:
+        """(77, width) embedding of one prompt, cached. Long prompts are cut, with a warning."""
+        cached = self._text_cache.get(prompt)
+        if cached is not None:
+            return cached
+        tok = self.components.tokenizer
+        ids = tok(prompt, padding="max_length", max_length=tok.model_max_length,
+                  truncation=True, return_tensors="pt").input_ids
+        full = len(tok(prompt, truncation=False).input_ids)
+        if full > tok.model_max_length:
+            log.warning("prompt is %d tokens, the text encoder takes %d: truncated: %r",
+                        full, tok.model_max_length, prompt[:60])
+        with torch.inference_mode():
+            emb = self.components.text_encoder(ids.to(self.device))[0][0]
+        self._text_cache[prompt] = emb
+        return emb
+
+    def seed_latents(self, ref: ImageSource, width: int, tile: bool) -> torch.Tensor:
+        """VAE latents (mean, scaled) of a seed image, cached per image and tiling switch."""
+        key = (ref if isinstance(ref, ImageRef) else str(Path(ref).resolve()), tile)
+        cached = self._latent_cache.get(key)
+        if cached is not None and cached.shape[-1] * LATENT_FACTOR == width:
+            return cached
+        img = load_image(ref, "seed image")
+        if img.size != (width, HEIGHT):
+            raise ConfigError(f"seed image is {img.size[0]}x{img.size[1]}, the job is "
+                              f"{width}x{HEIGHT}: pass width={img.size[0]} or a "
+                              f"{width}x{HEIGHT} seed image")
+        arr = torch.from_numpy(np.asarray(img, dtype=np.float32) / 127.5 - 1.0)
+        x = arr.permute(2, 0, 1)[None].to(self.device, self.dtype)
+        self._set_tiling(tile)
+        vae = self.components.vae
+        with torch.inference_mode():
+            lat = vae.encode(x).latent_dist.mean * vae.config.scaling_factor
+        self._latent_cache[key] = lat[0]
+        return lat[0]
+
+    def job_width(self, job: RiffuseJob) -> int:
+        if job.width is not None:
+            return job.width
+        if job.seed_image is not None:
+            w = load_image(job.seed_image, "seed image").size[0]
+            if w % LATENT_FACTOR:
+                raise ConfigError(f"seed image width must be a multiple of {LATENT_FACTOR}, "
+                                  f"got {w}")
+            return w
+        return 512
+
+    def _mask_latent(self, job: RiffuseJob, width: int) -> torch.Tensor:
+        assert job.mask is not None
+        img = load_image(job.mask, "mask").convert("L")
+        if img.size != (width, HEIGHT):
+            raise ConfigError(f"mask is {img.size[0]}x{img.size[1]} but the clip is "
+                              f"{width}x{HEIGHT}: give a mask of the seed image's size")
+        small = img.resize((width // LATENT_FACTOR, HEIGHT // LATENT_FACTOR),
+                           Image.Resampling.NEAREST)
+        keep = 1.0 - torch.from_numpy(np.asarray(small, dtype=np.float32) / 255.0)
+        return keep[None].to(self.device, torch.float32)  # 1 = keep the seed image
+
+    # -- scheduling --------------------------------------------------------------------------
+    def _scheduler(self, name: str) -> Any:
+        if name not in self._schedulers:
+            from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
+
+            base = self.components.scheduler
+            if name == "default":
+                self._schedulers[name] = base
+            elif name == "dpm++2m":
+                self._schedulers[name] = DPMSolverMultistepScheduler.from_config(
+                    base.config, algorithm_type="dpmsolver++", solver_order=2)
+            else:
+                self._schedulers[name] = DDIMScheduler.from_config(base.config, clip_sample=False)
+        return self._schedulers[name]
+
+    def _set_tiling(self, on: bool) -> None:
+        if on != self._tiling:
+            set_time_tiling(self.components.unet, on)
+            set_time_tiling(self.components.vae, on)
+            self._tiling = on
+
+    @staticmethod
+    def start_step(job: RiffuseJob) -> int:
+        """Index of the first schedule step that runs (img2img: strength skips the rest)."""
+        if job.seed_image is None:
+            return 0
+        return job.steps - min(int(job.steps * job.denoise), job.steps)
+
+    # -- rendering ---------------------------------------------------------------------------
+    def render(self, jobs: Sequence[RiffuseJob], progress: Progress | None = None
+               ) -> list[Image.Image]:
+        """Render jobs in order. Jobs with the same schedule shape share one UNet batch."""
+        widths = [self.job_width(j) for j in jobs]
+        groups: dict[tuple[Any, ...], list[int]] = {}
+        for i, job in enumerate(jobs):
+            key = (widths[i], job.steps, job.scheduler, job.tile_time, self.start_step(job),
+                   job.seed_image is None)
+            groups.setdefault(key, []).append(i)
+        batches = [idx[k:k + self.max_batch] for idx in groups.values()
+                   for k in range(0, len(idx), self.max_batch)]
+        total = sum(jobs[b[0]].steps - self.start_step(jobs[b[0]]) for b in batches) or 1
+        done = 0
+        out: list[Image.Image | None] = [None] * len(jobs)
+
+        def tick() -> None:
+            nonlocal done
+            done += 1
+            if progress is not None:
+                progress(min(done / total, 1.0))
+
+        for batch in batches:
+            try:
+                images = self._render_batch([jobs[i] for i in batch], widths[batch[0]], tick)
+            except torch.cuda.OutOfMemoryError:
+                torch.cuda.empty_cache()
+                j = jobs[batch[0]]
+                raise RenderError(
+                    f"GPU out of memory rendering {len(batch)} clip(s) of {widths[batch[0]]} "
+                    f"columns at {j.steps} steps on {self.device}: lower the batch "
+                    f"(max_batch={self.max_batch}), the width, or use --dtype fp16") from None
+            for i, img in zip(batch, images, strict=True):
+                out[i] = img
+        return [img for img in out if img is not None]
+
+    def _render_batch(self, jobs: list[RiffuseJob], width: int, tick: Callable[[], None]
+                      ) -> list[Image.Image]:
+        import time
+
+        c = self.components
+        sync = torch.cuda.synchronize if self.device.type == "cuda" else (lambda: None)
+        first = jobs[0]
+        tile = first.tile_time
+        self._set_tiling(tile)
+        t0 = time.perf_counter()
+        cond = torch.stack([torch.lerp(self.text_embedding(j.prompt_a),
+                                       self.text_embedding(j.prompt_end), j.alpha)
+                            for j in jobs])
+        uncond = torch.stack([self.text_embedding(j.negative) for j in jobs])
+        embeddings = torch.cat([uncond, cond]).to(self.dtype)
+        guidance = torch.tensor([j.guidance for j in jobs], device=self.device,
+                                dtype=torch.float32).view(-1, 1, 1, 1)
+        noise = torch.stack([slerp(j.alpha, seed_noise(j.seed_a, width),
+                                   seed_noise(j.seed_end, width)) for j in jobs])
+        noise = noise.to(self.device, torch.float32)
+        sync()
+        t1 = time.perf_counter()
+
+        sched = self._scheduler(first.scheduler)
+        sched.set_timesteps(first.steps, device=self.device)
+        start = self.start_step(first) * sched.order
+        timesteps = sched.timesteps[start:]
+        if hasattr(sched, "set_begin_index"):
+            sched.set_begin_index(start)
+        init: torch.Tensor | None = None
+        keep: torch.Tensor | None = None
+        if first.seed_image is None:
+            latents = noise * sched.init_noise_sigma
+        else:
+            init = torch.stack([self.seed_latents(j.seed_image, width, tile)
+                                for j in jobs if j.seed_image is not None]).float()
+            if len(timesteps) == 0:
+                latents = init
+            else:
+                latents = sched.add_noise(init, noise, timesteps[:1].repeat(len(jobs)))
+            if any(j.mask is not None for j in jobs):
+                keep = torch.stack([self._mask_latent(j, width) if j.mask is not None
+                                    else torch.zeros(1, HEIGHT // 8, width // 8,
+                                                     device=self.device) for j in jobs])
+        sync()
+        t2 = time.perf_counter()
+
+        with torch.inference_mode():
+            for t in timesteps:
+                model_in = sched.scale_model_input(torch.cat([latents, latents]), t)
+                pred = self._unet_call(model_in.to(self.dtype), t,
+                                       encoder_hidden_states=embeddings).sample.float()
+                pred_uncond, pred_cond = pred.chunk(2)
+                pred = pred_uncond + guidance * (pred_cond - pred_uncond)
+                latents = sched.step(pred, t, latents).prev_sample
+                if keep is not None and init is not None:
+                    orig = sched.add_noise(init, noise, t.reshape(1).repeat(len(jobs)))
+                    latents = orig * keep + latents * (1 - keep)
+                tick()
+            sync()
+            t3 = time.perf_counter()
+            decoded = c.vae.decode((latents / c.vae.config.scaling_factor).to(self.dtype)).sample
+            pixels = ((decoded.float() / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8)
+            arrays = pixels.permute(0, 2, 3, 1).cpu().numpy()
+        t4 = time.perf_counter()
+        self.timings = {"text_s": t1 - t0, "prepare_s": t2 - t1, "unet_s": t3 - t2,
+                        "unet_steps": float(len(timesteps)), "decode_s": t4 - t3}
+        return [Image.fromarray(a, mode="RGB") for a in arrays]
+
+    def render_audio(self, jobs: Sequence[RiffuseJob], progress: Progress | None = None, *,
+                     quality: str = "fast") -> list[tuple[np.ndarray, int]]:
+        """Render and convert each image to audio (circular when the job tiles in time)."""
+        from riffbridge.spectrogram import image_to_audio
+
+        images = self.render(jobs, progress)
+        return [image_to_audio(img, device=self.device, quality=quality,  # type: ignore[arg-type]
+                               circular=job.tile_time)
+                for img, job in zip(images, jobs, strict=True)]
+
+    def clear_caches(self) -> None:
+        self._text_cache.clear()
+        self._latent_cache.clear()
