@@ -1,0 +1,243 @@
+"""The output folder: every loop as a WAV (acid + smpl chunks) and a JSON sidecar, written
+atomically, plus a per-run ``index.jsonl`` and ``OUT/latest.wav`` / ``latest.json``.
+
+Layout::
+
+    OUT/<run start, YYYY-MM-DD_HH-MM-SS>/<NNNN>_<prompt-slug>_<bpm>bpm_<bars>bars.wav
+    OUT/<run start>/<NNNN>_<prompt-slug>_<bpm>bpm_<bars>bars.json
+    OUT/<run start>/index.jsonl
+    OUT/latest.wav, OUT/latest.json
+
+Every file is written to a hidden temporary name in its own folder, flushed, and renamed into
+place with ``os.replace``; a file is never opened for writing under its final name. Disk full,
+no permission and similar failures raise :class:`OutputError` and leave no partial file in sight.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import errno
+import json
+import logging
+import math
+import os
+import re
+import tempfile
+import threading
+import unicodedata
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from riffbridge.errors import OutputError
+from riffbridge.loops.types import Loop
+from riffbridge.outputs.wav import WavSettings, wav_bytes
+
+logger = logging.getLogger(__name__)
+
+RUN_FORMAT = "%Y-%m-%d_%H-%M-%S"
+NAME_RE = re.compile(r"^(\d{4})_.*\.wav$")
+
+
+def slugify(text: str, limit: int = 40) -> str:
+    """'Funky Synth Solo!' -> 'funky-synth-solo'; 'loop' when nothing is left."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")[:limit].strip("-")
+    return slug or "loop"
+
+
+def format_bpm(bpm: float) -> str:
+    return f"{round(float(bpm), 3):g}"
+
+
+def loop_filename(number: int, prompt: str, bpm: float, bars: int) -> str:
+    return f"{number:04d}_{slugify(prompt)}_{format_bpm(bpm)}bpm_{bars}bars.wav"
+
+
+def _describe(exc: OSError, path: Path) -> str:
+    if exc.errno == errno.ENOSPC:
+        return f"disk full while writing {path}; free some space or choose another output folder"
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"no permission to write {path}; choose a writable output folder"
+    return f"cannot write {path}: {exc.strerror or exc}"
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """The low-level write (one place, so tests can inject a failure)."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _stage(final: Path, data: bytes) -> Path:
+    """Write ``data`` to a temporary file beside ``final``; return its path."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent)
+    except OSError as exc:
+        raise OutputError(_describe(exc, final)) from None
+    try:
+        try:
+            _write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise OutputError(_describe(exc, final)) from None
+    return Path(tmp)
+
+
+def _commit(pairs: list[tuple[Path, Path]]) -> None:
+    """Rename staged files into place, in order; on failure remove what is still staged."""
+    try:
+        for tmp, final in pairs:
+            os.replace(tmp, final)
+    except OSError as exc:
+        for tmp, _ in pairs:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        raise OutputError(_describe(exc, final)) from None
+
+
+def atomic_write(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (temporary name + rename)."""
+    final = Path(path)
+    _commit([(_stage(final, data), final)])
+    return final
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
+
+def _prompt_of(metadata: Mapping[str, Any]) -> str:
+    prompt = metadata.get("prompt")
+    if not prompt:
+        prompts = metadata.get("prompts")
+        if isinstance(prompts, list | tuple) and prompts:
+            first = prompts[0]
+            prompt = first.get("prompt") if isinstance(first, Mapping) else first
+    return str(prompt) if prompt else "loop"
+
+
+class OutputFolder:
+    """Where one run's loops go. ``write(loop)`` is the one call the engine and
+    ``riffbridge render`` make; it returns the WAV's path. Thread-safe."""
+
+    def __init__(self, root: str | os.PathLike[str], settings: WavSettings | None = None,
+                 run_start: dt.datetime | None = None, update_latest: bool = True) -> None:
+        self.root = Path(root)
+        self.settings = settings or WavSettings()
+        self.update_latest = update_latest
+        started = run_start or dt.datetime.now()
+        self.run_dir = self._make_run_dir(started.strftime(RUN_FORMAT))
+        self._lock = threading.Lock()
+        self._next = 1 + max((int(m.group(1)) for p in self.run_dir.iterdir()
+                              if (m := NAME_RE.match(p.name))), default=0)
+
+    def _make_run_dir(self, name: str) -> Path:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(
+                f"cannot create output folder {self.root}: {exc.strerror}; choose another "
+                "--out folder") from None
+        if not self.root.is_dir():
+            raise OutputError(f"output path {self.root} is a file, not a folder")
+        candidate, n = self.root / name, 1
+        while candidate.exists():
+            n += 1
+            candidate = self.root / f"{name}-{n}"
+        try:
+            candidate.mkdir()
+        except OSError as exc:
+            raise OutputError(_describe(exc, candidate)) from None
+        return candidate
+
+    @property
+    def index_path(self) -> Path:
+        return self.run_dir / "index.jsonl"
+
+    def write(self, loop: Loop, extra: Mapping[str, Any] | None = None) -> Path:
+        """Write ``loop`` (WAV + sidecar), add it to the index, update latest; return the WAV.
+
+        ``extra`` adds sidecar fields on top of the loop's metadata.
+        """
+        meta = {**loop.metadata, **(extra or {})}
+        with self._lock:
+            number = self._next
+            wav_path = self.run_dir / loop_filename(number, _prompt_of(meta), loop.bpm,
+                                                    loop.bars)
+            while wav_path.exists():  # never overwrite an existing loop
+                number += 1
+                wav_path = self.run_dir / loop_filename(number, _prompt_of(meta), loop.bpm,
+                                                        loop.bars)
+            data = wav_bytes(loop, self.settings)
+            sidecar = self._sidecar(loop, meta, number, wav_path)
+            text = json.dumps(sidecar, indent=2, sort_keys=True).encode() + b"\n"
+            json_path = wav_path.with_suffix(".json")
+            index_line = json.dumps(sidecar, sort_keys=True) + "\n"
+            old_index = self.index_path.read_bytes() if self.index_path.exists() else b""
+            staged: list[tuple[Path, Path]] = []
+            try:
+                staged.append((_stage(json_path, text), json_path))
+                staged.append((_stage(wav_path, data), wav_path))
+                staged.append((_stage(self.index_path, old_index + index_line.encode()),
+                               self.index_path))
+            except OutputError:
+                for tmp, _ in staged:
+                    with contextlib.suppress(OSError):
+                        os.unlink(tmp)
+                raise
+            _commit(staged)
+            self._next = number + 1
+            if self.update_latest:
+                self._write_latest(data, sidecar)
+        logger.info("wrote %s", wav_path)
+        return wav_path
+
+    def _sidecar(self, loop: Loop, meta: Mapping[str, Any], number: int,
+                 wav_path: Path) -> dict[str, Any]:
+        out = _jsonable(meta)
+        out.update({
+            "number": number,
+            "file": wav_path.name,
+            "run": self.run_dir.name,
+            "bpm": loop.bpm,
+            "bars": loop.bars,
+            "beats_per_bar": loop.beats_per_bar,
+            "channels": loop.channels,
+            "file_sample_rate": self.settings.sample_rate,
+            "sample_format": self.settings.sample_format,
+            "samples": round(loop.beats * 60.0 / loop.bpm * self.settings.sample_rate),
+            "written_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        })
+        return out
+
+    def _write_latest(self, data: bytes, sidecar: Mapping[str, Any]) -> None:
+        latest = {**sidecar, "path": f"{self.run_dir.name}/{sidecar['file']}"}
+        text = json.dumps(latest, indent=2, sort_keys=True).encode() + b"\n"
+        wav, js = self.root / "latest.wav", self.root / "latest.json"
+        staged = [(_stage(wav, data), wav)]
+        try:
+            staged.append((_stage(js, text), js))
+        except OutputError:
+            with contextlib.suppress(OSError):
+                os.unlink(staged[0][0])
+            raise
+        _commit(staged)

@@ -1,0 +1,156 @@
+"""The output folder: layout, sidecars, index, latest, and atomic writes under failure."""
+
+from __future__ import annotations
+
+import datetime as dt
+import errno
+import json
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from riffbridge.errors import OutputError
+from riffbridge.loops.types import Loop
+from riffbridge.outputs import files
+from riffbridge.outputs.files import OutputFolder, slugify
+
+START = dt.datetime(2026, 11, 23, 5, 4, 3)
+
+
+def make_loop(prompt: str = "Funky synth solo!", bpm: float = 128.0, bars: int = 4,
+              seed: int = 7) -> Loop:
+    n = round(bars * 4 * 60 / bpm * 44100)
+    rng = np.random.default_rng(seed)
+    meta = {"prompts": [prompt, "jazz"], "seeds": [seed, 8], "alpha": 0.25, "denoise": 0.75,
+            "guidance": 7.0, "steps": 30, "model": "tiny", "seed_pattern": "breakbeat",
+            "render_seconds": 1.5, "level": {"input_lufs": -20.0, "x": float("nan")},
+            "array_value": np.float32(0.5)}
+    return Loop(0.1 * rng.standard_normal((2, n)), 44100, bpm, bars, 4, meta)
+
+
+def visible(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+def test_layout_names_sidecar_index_and_latest(tmp_path: Path) -> None:
+    out = OutputFolder(tmp_path, run_start=START)
+    first = out.write(make_loop())
+    second = out.write(make_loop("Jazz / hip-hop", bpm=92.5, bars=2, seed=9),
+                       extra={"render_seconds": 2.0})
+    run = tmp_path / "2026-11-23_05-04-03"
+    assert first == run / "0001_funky-synth-solo_128bpm_4bars.wav"
+    assert second == run / "0002_jazz-hip-hop_92.5bpm_2bars.wav"
+    side = json.loads(second.with_suffix(".json").read_text())
+    for key, value in {"prompts": ["Jazz / hip-hop", "jazz"], "seeds": [9, 8], "alpha": 0.25,
+                       "denoise": 0.75, "guidance": 7.0, "steps": 30, "model": "tiny",
+                       "bpm": 92.5, "bars": 2, "seed_pattern": "breakbeat",
+                       "render_seconds": 2.0, "file": second.name, "number": 2,
+                       "array_value": 0.5, "sample_format": "pcm24"}.items():
+        assert side[key] == value, key
+    assert side["level"]["x"] is None  # NaN is not JSON
+    lines = [json.loads(x) for x in (run / "index.jsonl").read_text().splitlines()]
+    assert [x["file"] for x in lines] == [first.name, second.name]
+    latest = json.loads((tmp_path / "latest.json").read_text())
+    assert latest["path"] == f"{run.name}/{second.name}"
+    assert (tmp_path / "latest.wav").read_bytes() == second.read_bytes()
+    data, rate = sf.read(str(tmp_path / "latest.wav"))
+    assert rate == 44100 and len(data) == round(2 * 4 * 60 / 92.5 * 44100)
+    assert not [p for p in visible(tmp_path) if ".part" in p]
+
+
+def test_a_second_run_in_the_same_second_gets_its_own_folder(tmp_path: Path) -> None:
+    a = OutputFolder(tmp_path, run_start=START).write(make_loop())
+    b = OutputFolder(tmp_path, run_start=START).write(make_loop())
+    assert a.parent != b.parent and a.exists() and b.exists()
+
+
+def test_existing_files_are_never_overwritten(tmp_path: Path) -> None:
+    out = OutputFolder(tmp_path, run_start=START)
+    path = out.write(make_loop())
+    before = path.read_bytes()
+    # Someone puts a file where the next number would go: the writer takes the one after.
+    squatter = out.run_dir / "0002_funky-synth-solo_128bpm_4bars.wav"
+    squatter.write_bytes(b"not mine")
+    out._next = 2  # as a fresh OutputFolder racing another writer would see it
+    third = out.write(make_loop())
+    assert third.name.startswith("0003_")
+    assert squatter.read_bytes() == b"not mine" and path.read_bytes() == before
+
+
+def test_disk_full_leaves_no_partial_file(tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    out = OutputFolder(tmp_path, run_start=START)
+    good = out.write(make_loop())
+    before = visible(tmp_path)
+    latest = (tmp_path / "latest.wav").read_bytes()
+    calls = {"n": 0}
+    real = files._write_all
+
+    def failing(fd: int, data: bytes) -> None:
+        calls["n"] += 1
+        if calls["n"] == 2:  # the sidecar goes through; the WAV's write hits a full disk
+            os.write(fd, data[: len(data) // 3])
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real(fd, data)
+
+    monkeypatch.setattr(files, "_write_all", failing)
+    with pytest.raises(OutputError, match=r"disk full while writing .*0002_.*wav"):
+        out.write(make_loop("next one"))
+    assert visible(tmp_path) == before  # no partial WAV, no orphan sidecar, no temp file
+    assert (tmp_path / "latest.wav").read_bytes() == latest
+    assert len((out.run_dir / "index.jsonl").read_text().splitlines()) == 1
+    monkeypatch.setattr(files, "_write_all", real)
+    assert out.write(make_loop("next one")).name.startswith("0002_")  # recovers
+    assert good.exists()
+
+
+def test_permission_errors_are_clear(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = OutputFolder(tmp_path, run_start=START)
+
+    def denied(*args: object, **kwargs: object) -> None:
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(files.tempfile, "mkstemp", denied)
+    with pytest.raises(OutputError, match=r"no permission to write .*choose a writable"):
+        out.write(make_loop())
+    assert visible(tmp_path) == [out.run_dir.name]
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0,
+                    reason="root ignores folder permissions, so a read-only folder cannot be "
+                    "made here (the injected EACCES test above covers the path)")
+def test_read_only_folder(tmp_path: Path) -> None:
+    out = OutputFolder(tmp_path, run_start=START)
+    out.run_dir.chmod(0o555)
+    try:
+        with pytest.raises(OutputError, match="no permission"):
+            out.write(make_loop())
+        assert list(out.run_dir.iterdir()) == []
+    finally:
+        out.run_dir.chmod(0o755)
+    ro = tmp_path / "ro"
+    ro.mkdir(mode=0o555)
+    with pytest.raises(OutputError, match=r"no permission|cannot create"):
+        OutputFolder(ro / "out")
+
+
+def test_output_path_that_is_a_file(tmp_path: Path) -> None:
+    f = tmp_path / "file"
+    f.write_text("x")
+    with pytest.raises(OutputError, match="cannot create output folder"):
+        OutputFolder(f)
+
+
+def test_slug_and_acid_tempo_through_the_folder(tmp_path: Path) -> None:
+    assert slugify("  ¡Hola!  Ñandú  ") == "hola-nandu"
+    assert slugify("***") == "loop"
+    assert len(slugify("a" * 200)) == 40
+    path = OutputFolder(tmp_path, run_start=START).write(make_loop(bpm=140.0, bars=1))
+    data = path.read_bytes()
+    at = data.index(b"acid")
+    tempo = struct.unpack("<f", data[at + 8 + 20:at + 8 + 24])[0]
+    assert tempo == pytest.approx(140.0)
