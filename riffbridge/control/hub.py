@@ -1,0 +1,217 @@
+"""The hub: the one owner of the engine state on the control side.
+
+OSC, MIDI and the engine itself (auto mode, a measured clock) submit commands here. The hub checks
+them, applies them to the state under one lock, and tells everyone:
+
+- listeners (``add_listener``) get a ``Change`` for every applied command, in order; the engine
+  takes them from ``events()`` (a queue) or a callback. Commands that do not alter the state
+  (render, play on a playing engine) are still delivered, so the engine can act on them.
+- sinks (``add_sink``, the OSC server) get ``(address, args)`` for each changed param, so every
+  subscriber sees every change whoever made it, and whatever the engine ``push``-es.
+
+No torch, no audio, no sockets here.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from riffbridge.control.osc_spec import OSC_SPEC
+from riffbridge.control.presets import PresetStore
+from riffbridge.errors import ControlError
+from riffbridge.state import (
+    PARAMS,
+    ApplyPreset,
+    Command,
+    EngineState,
+    MidiLearn,
+    RecallPreset,
+    SavePreset,
+    SetParam,
+    apply,
+    changed_params,
+)
+
+log = logging.getLogger(__name__)
+
+# The seed image suffixes a pattern may name (anything else is a groove name).
+SEED_FILE_SUFFIXES = (".png", ".jpg", ".jpeg", ".wav", ".flac", ".aif", ".aiff")
+
+ADDRESS_OF_PARAM = {e.param: e.address for e in OSC_SPEC if e.kind == "param" and e.param}
+
+Sink = Callable[[str, tuple[Any, ...]], None]
+
+
+@dataclass(frozen=True)
+class Change:
+    """One applied command: the state after it, and which fields it changed."""
+
+    command: Command
+    state: EngineState
+    changed: tuple[str, ...]
+    source: str  # "osc", "midi", "engine", ...
+
+
+class Learner(Protocol):
+    def learn(self, param: str) -> None: ...
+
+
+StatusNumbers = Callable[[], tuple[int, int, int]]  # queued renders, cached loops, underruns
+
+
+def check_pattern_file(pattern: str, seed_dir: Path | None,
+                       names: frozenset[str] | None) -> None:
+    """Refuse a pattern that is neither a known groove nor a file inside ``seed_dir``."""
+    if pattern.lower().endswith(SEED_FILE_SUFFIXES) or "/" in pattern or "\\" in pattern:
+        if seed_dir is None:
+            raise ControlError(f"pattern {pattern!r} names a file but no seed folder is set; "
+                               f"start riffbridge with a seed folder")
+        root = seed_dir.resolve()
+        target = (root / pattern).resolve()
+        if not target.is_relative_to(root):
+            raise ControlError(f"pattern {pattern!r} is outside the seed folder {root}")
+        if not target.is_file():
+            raise ControlError(f"pattern file {pattern!r} not found in the seed folder {root}")
+        return
+    if names is not None and pattern not in names:
+        raise ControlError(f"unknown pattern {pattern!r}; known: {', '.join(sorted(names))}, "
+                           f"or a seed file inside the seed folder")
+
+
+class Hub:
+    """Owns the ``EngineState``; thread-safe."""
+
+    def __init__(self, state: EngineState | None = None, *, presets: PresetStore | None = None,
+                 seed_dir: str | Path | None = None,
+                 pattern_names: Iterable[str] | None = None) -> None:
+        self._state = state or EngineState()
+        self._lock = threading.RLock()
+        self._listeners: list[Callable[[Change], None]] = []
+        self._sinks: list[Sink] = []
+        self.presets = presets
+        self.seed_dir = Path(seed_dir) if seed_dir is not None else None
+        self.pattern_names = frozenset(pattern_names) if pattern_names is not None else None
+        self.learner: Learner | None = None
+        self._status_numbers: StatusNumbers | None = None
+
+    # ---- reading ----
+    @property
+    def state(self) -> EngineState:
+        return self._state  # an immutable value: no lock needed to hand it out
+
+    def value(self, param: str) -> Any:
+        if param not in PARAMS:
+            raise ControlError(f"unknown parameter {param!r}")
+        return getattr(self._state, param)
+
+    def set_status_provider(self, numbers: StatusNumbers | None) -> None:
+        """The engine's live numbers for /rb/status: (queued, cached, underruns)."""
+        self._status_numbers = numbers
+
+    def status(self) -> tuple[str, float, float, int, int, int]:
+        state = self._state
+        queued = cached = underruns = 0
+        if self._status_numbers is not None:
+            try:
+                queued, cached, underruns = (int(n) for n in self._status_numbers())
+            except Exception:  # the engine's problem must not break the control surface
+                log.exception("status provider failed")
+        return ("playing" if state.playing else "stopped", float(state.bpm), float(state.alpha),
+                queued, cached, underruns)
+
+    # ---- wiring ----
+    def add_listener(self, listener: Callable[[Change], None]) -> None:
+        with self._lock:
+            self._listeners.append(listener)
+
+    def remove_listener(self, listener: Callable[[Change], None]) -> None:
+        with self._lock:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+    def events(self, maxsize: int = 0) -> queue.Queue[Change]:
+        """A new queue that receives every ``Change`` from now on (for the engine's thread)."""
+        q: queue.Queue[Change] = queue.Queue(maxsize)
+        self.add_listener(q.put_nowait)
+        return q
+
+    def add_sink(self, sink: Sink) -> None:
+        with self._lock:
+            self._sinks.append(sink)
+
+    def remove_sink(self, sink: Sink) -> None:
+        with self._lock:
+            if sink in self._sinks:
+                self._sinks.remove(sink)
+
+    def push(self, address: str, *args: Any) -> None:
+        """Send ``address args`` to every sink (subscribers). Thread-safe; for the engine's
+        /rb/clip, /rb/playing, /rb/progress."""
+        with self._lock:
+            sinks = list(self._sinks)
+        for sink in sinks:
+            try:
+                sink(address, tuple(args))
+            except Exception:
+                log.exception("push of %s failed", address)
+
+    # ---- changing ----
+    def submit(self, command: Command, source: str = "osc") -> EngineState:
+        """Apply ``command``; raise ``ControlError`` (state unchanged) when it is refused."""
+        with self._lock:
+            return self._apply_locked(command, source)
+
+    def submit_many(self, commands: Sequence[Command],
+                    source: str = "osc") -> list[tuple[Command, ControlError]]:
+        """Apply ``commands`` in order under one lock (an OSC bundle); a refused one is skipped
+        and returned with its error, the rest still apply."""
+        errors: list[tuple[Command, ControlError]] = []
+        with self._lock:
+            for command in commands:
+                try:
+                    self._apply_locked(command, source)
+                except ControlError as exc:
+                    errors.append((command, exc))
+        return errors
+
+    def _resolve(self, command: Command) -> Command:
+        if isinstance(command, RecallPreset):
+            if self.presets is None:
+                raise ControlError("no preset file is set; start riffbridge with --presets FILE")
+            apply(self._state, command)  # checks the name
+            return self.presets.recall(command.name)
+        return command
+
+    def _apply_locked(self, command: Command, source: str) -> EngineState:
+        resolved = self._resolve(command)
+        new = apply(self._state, resolved)
+        if isinstance(resolved, SetParam) and resolved.name == "pattern":
+            check_pattern_file(new.pattern, self.seed_dir, self.pattern_names)
+        if isinstance(resolved, ApplyPreset) and new.pattern != self._state.pattern:
+            check_pattern_file(new.pattern, self.seed_dir, self.pattern_names)
+        if isinstance(resolved, SavePreset):
+            if self.presets is None:
+                raise ControlError("no preset file is set; start riffbridge with --presets FILE")
+            self.presets.save(resolved.name, self._state)
+        if isinstance(resolved, MidiLearn):
+            if self.learner is None:
+                raise ControlError("MIDI learn needs a MIDI input; start riffbridge with --midi")
+            self.learner.learn(resolved.param)
+        old, self._state = self._state, new
+        change = Change(resolved, new, tuple(changed_params(old, new)), source)
+        for listener in list(self._listeners):
+            try:
+                listener(change)
+            except Exception:
+                log.exception("listener failed on %r", resolved)
+        for name in change.changed:
+            address = ADDRESS_OF_PARAM.get(name)
+            if address is not None:
+                self.push(address, getattr(new, name))
+        return new

@@ -1,0 +1,134 @@
+"""OSC routing: address + arguments -> what to do, or a ``ControlError``. Pure, no sockets.
+
+The table is ``osc_spec.OSC_SPEC``. A param address with one argument sets it, with none asks for
+it; commands take exactly their arguments (``optional`` ones may be left out). The values are
+checked here by ``riffbridge.state.coerce``, so a refused message never reaches the state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from riffbridge.control.osc_spec import OscAddress, by_address
+from riffbridge.errors import ControlError
+from riffbridge.state import (
+    Command,
+    MidiLearn,
+    Play,
+    RecallPreset,
+    Render,
+    SavePreset,
+    SetParam,
+    Stop,
+    coerce,
+)
+
+
+@dataclass(frozen=True)
+class Query:
+    """Answer ``address`` with the current value of ``param``."""
+
+    param: str
+    address: str
+
+
+@dataclass(frozen=True)
+class Do:
+    """Apply ``command`` to the state (through the hub)."""
+
+    command: Command
+
+
+@dataclass(frozen=True)
+class Subscribe:
+    port: int | None  # None: the reply port
+
+
+@dataclass(frozen=True)
+class Unsubscribe:
+    port: int | None
+
+
+@dataclass(frozen=True)
+class StatusRequest:
+    pass
+
+
+@dataclass(frozen=True)
+class PingRequest:
+    pass
+
+
+Route = Query | Do | Subscribe | Unsubscribe | StatusRequest | PingRequest
+
+_TYPE_WORDS = {"s": "a string", "i": "an int", "f": "a float"}
+
+
+def _describe(args: tuple[Any, ...]) -> str:
+    return ", ".join(f"{type(a).__name__} {a!r}"[:80] for a in args) or "none"
+
+
+def _expect(entry: OscAddress, args: tuple[Any, ...]) -> None:
+    want = len(entry.args)
+    if len(args) == want or (entry.optional and not args):
+        return
+    wanted = " ".join(_TYPE_WORDS.get(t, t) for t in entry.args) or "no argument"
+    if entry.optional:
+        wanted += " or nothing"
+    raise ControlError(f"{entry.address} takes {wanted}, got {len(args)} argument(s): "
+                       f"{_describe(args)}")
+
+
+def _string(entry: OscAddress, value: Any) -> str:
+    if not isinstance(value, str):
+        raise ControlError(f"{entry.address} takes a string, got {_describe((value,))}")
+    return value
+
+
+def _port(entry: OscAddress, value: Any) -> int:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+        raise ControlError(f"{entry.address} takes a UDP port in [1, 65535], "
+                           f"got {_describe((value,))}")
+    return value
+
+
+def route(address: Any, args: tuple[Any, ...] | list[Any]) -> Route:
+    """What the message ``address args`` asks for. Raises ``ControlError`` when it is refused."""
+    args = tuple(args)
+    if not isinstance(address, str):
+        raise ControlError(f"OSC address must be a string, got {address!r}")
+    entry = by_address(address)
+    if entry is None:
+        raise ControlError(f"unknown address {address[:100]!r}; run `riffbridge osc-spec` "
+                           f"for the list")
+    if entry.kind == "param":
+        assert entry.param is not None
+        if not args:
+            return Query(entry.param, address)
+        _expect(entry, args)
+        return Do(SetParam(entry.param, coerce(entry.param, args[0])))
+    _expect(entry, args)
+    if address == "/rb/render":
+        return Do(Render())
+    if address == "/rb/play":
+        return Do(Play())
+    if address == "/rb/stop":
+        return Do(Stop())
+    if address == "/rb/preset":
+        return Do(RecallPreset(_string(entry, args[0])))
+    if address == "/rb/preset/save":
+        return Do(SavePreset(_string(entry, args[0])))
+    if address == "/rb/midi/learn":
+        return Do(MidiLearn(_string(entry, args[0])))
+    if address == "/rb/subscribe":
+        return Subscribe(_port(entry, args[0]) if args else None)
+    if address == "/rb/unsubscribe":
+        return Unsubscribe(_port(entry, args[0]) if args else None)
+    if address == "/rb/status":
+        return StatusRequest()
+    if address == "/rb/ping":
+        return PingRequest()
+    raise ControlError(f"{address} is in the OSC table but has no route; please report this")

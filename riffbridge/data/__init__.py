@@ -1,0 +1,1 @@
+"""Data files shipped with riffbridge (the default MIDI map)."""
