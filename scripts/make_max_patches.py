@@ -1,0 +1,50 @@
+"""Write max_patches/ from the OSC table (riffbridge/control/osc_spec.py).
+
+    .venv/bin/python scripts/make_max_patches.py          # write the files
+    .venv/bin/python scripts/make_max_patches.py --check  # exit 1 if a committed file differs
+
+The output is deterministic, and tests/test_max_patches.py checks the committed files equal it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from riffbridge.daw.amxd import pack_amxd
+from riffbridge.daw.patches import PATCHES, device_patch
+from riffbridge.daw.render import dumps
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "max_patches"
+
+
+def generated() -> dict[str, bytes]:
+    files = {name: dumps(build()).encode("utf-8") for name, build in PATCHES.items()}
+    files["riffbridge.amxd"] = pack_amxd(dumps(device_patch()))
+    return files
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="compare, do not write")
+    args = parser.parse_args()
+    stale = []
+    for name, data in generated().items():
+        path = OUT / name
+        if args.check:
+            if not path.exists() or path.read_bytes() != data:
+                stale.append(name)
+            continue
+        OUT.mkdir(exist_ok=True)
+        path.write_bytes(data)
+        print(f"wrote {path.relative_to(ROOT)} ({len(data)} bytes)")
+    if stale:
+        print(f"out of date: {', '.join(stale)}; run scripts/make_max_patches.py", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,307 @@
+"""The committed Max patches and device: they parse, every box is a known class with Max's own
+inlet/outlet counts, every patchline fits, every OSC address they send or route is in the OSC
+table with the same argument types, the .amxd container agrees with its JSON, and the committed
+files equal what the generator writes now."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import socket
+import struct
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from riffbridge.control.osc_spec import OSC_SPEC, by_address
+from riffbridge.daw.amxd import pack_amxd, unpack_amxd
+from riffbridge.daw.maxpatch import NEWOBJ, UI, box_io
+from riffbridge.daw.patches import device_patch
+
+ROOT = Path(__file__).resolve().parents[1]
+PATCH_DIR = ROOT / "max_patches"
+MAXPATS = ["riffbridge-control.maxpat", "riffbridge-player.maxpat"]
+PUSHED = {a.address: a.args for a in OSC_SPEC if a.kind == "push"}
+# Param answers come back on the param's own address, so a patch may route those too.
+ROUTABLE = {**{a.address: a.args for a in OSC_SPEC if a.kind == "param"}, **PUSHED}
+
+
+def _load_script(name: str) -> Any:
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _patchers() -> dict[str, dict[str, Any]]:
+    found = {name: json.loads((PATCH_DIR / name).read_text(encoding="utf-8")) for name in MAXPATS}
+    found["riffbridge.amxd"] = json.loads(
+        unpack_amxd((PATCH_DIR / "riffbridge.amxd").read_bytes()).patcher_json)
+    return found
+
+
+PATCHERS = _patchers()
+
+
+def _boxes(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {b["box"]["id"]: b["box"] for b in doc["patcher"]["boxes"]}
+
+
+def _lines(doc: dict[str, Any]) -> list[tuple[str, int, str, int]]:
+    return [(ln["patchline"]["source"][0], ln["patchline"]["source"][1],
+             ln["patchline"]["destination"][0], ln["patchline"]["destination"][1])
+            for ln in doc["patcher"]["lines"]]
+
+
+@pytest.mark.parametrize("name", sorted(PATCHERS))
+def test_patch_is_a_max_patcher(name: str) -> None:
+    patcher = PATCHERS[name]["patcher"]
+    assert patcher["fileversion"] == 1
+    assert isinstance(patcher["appversion"]["major"], int)
+    assert len(patcher["rect"]) == 4
+    assert patcher["boxes"] and patcher["lines"]
+    ids = [b["box"]["id"] for b in patcher["boxes"]]
+    assert len(ids) == len(set(ids)), "box ids must be unique"
+
+
+@pytest.mark.parametrize("name", sorted(PATCHERS))
+def test_every_box_is_known_with_max_inlets_and_outlets(name: str) -> None:
+    for box in _boxes(PATCHERS[name]).values():
+        cls = box["maxclass"]
+        if cls == "newobj":
+            assert box["text"].split()[0] in NEWOBJ, box["text"]
+        else:
+            assert cls in UI, cls
+        io = box_io(cls, box.get("text", ""))
+        assert box["numinlets"] == io.numinlets, box
+        assert box["numoutlets"] == io.numoutlets, box
+        assert box.get("outlettype", []) == list(io.outlettype), box
+        assert len(box["patching_rect"]) == 4
+
+
+@pytest.mark.parametrize("name", sorted(PATCHERS))
+def test_every_patchline_joins_existing_boxes_within_their_counts(name: str) -> None:
+    boxes = _boxes(PATCHERS[name])
+    for src, outlet, dst, inlet in _lines(PATCHERS[name]):
+        assert src in boxes and dst in boxes, (src, dst)
+        assert 0 <= outlet < boxes[src]["numoutlets"], (src, outlet)
+        assert 0 <= inlet < boxes[dst]["numinlets"], (dst, inlet)
+        # A signal outlet may only feed a signal object (names ending in ~).
+        if boxes[src]["outlettype"][outlet] == "signal":
+            assert boxes[dst]["text"].split()[0].endswith("~"), (src, dst)
+
+
+def _source_type(boxes: dict[str, dict[str, Any]], lines: list[tuple[str, int, str, int]],
+                 target: str) -> set[str]:
+    """OSC type tags of what arrives at a message box's left inlet, from the boxes feeding it."""
+    tags = set()
+    for src, _outlet, dst, inlet in lines:
+        if dst != target or inlet != 0:
+            continue
+        box = boxes[src]
+        cls = box["maxclass"]
+        text = box.get("text", "")
+        if cls == "flonum" or cls == "live.dial" or (text.startswith("/ ") and "." in text):
+            tags.add("f")
+        elif cls == "number":
+            tags.add("i")
+        elif text == "tosymbol":
+            tags.add("s")
+        else:
+            tags.add(f"?{cls}:{text}")
+    return tags
+
+
+def _literal_tag(word: str) -> str:
+    if re.fullmatch(r"-?\d+", word):
+        return "i"
+    if re.fullmatch(r"-?\d*\.\d*", word):
+        return "f"
+    return "s"
+
+
+@pytest.mark.parametrize("name", sorted(PATCHERS))
+def test_every_osc_address_sent_is_in_the_spec_with_its_types(name: str) -> None:
+    boxes, lines = _boxes(PATCHERS[name]), _lines(PATCHERS[name])
+    sent = []
+    for box_id, box in boxes.items():
+        if box["maxclass"] != "message" or not box["text"].startswith("/"):
+            continue
+        address, *args = box["text"].split()
+        entry = by_address(address)
+        assert entry is not None, f"{name}: {address} is not accepted by riffbridge"
+        tags = ""
+        for word in args:
+            if word == "$1":
+                (tag,) = _source_type(boxes, lines, box_id)
+                tags += tag
+            else:
+                tags += _literal_tag(word)
+        allowed = {entry.args, ""} if entry.optional else {entry.args}
+        assert tags in allowed, f"{name}: {box['text']} sends {tags!r}, spec says {entry.args!r}"
+        # And the message actually reaches the udpsend.
+        targets = [boxes[d]["text"] for s, _, d, _ in lines if s == box_id]
+        assert targets == ["udpsend 127.0.0.1 9000"], (box["text"], targets)
+        sent.append(address)
+    assert sent, f"{name} sends nothing"
+
+
+@pytest.mark.parametrize("name", sorted(PATCHERS))
+def test_every_osc_address_routed_is_sent_by_riffbridge_with_its_types(name: str) -> None:
+    boxes, lines = _boxes(PATCHERS[name]), _lines(PATCHERS[name])
+    for box_id, box in boxes.items():
+        words = box.get("text", "").split()
+        if box["maxclass"] != "newobj" or words[:1] != ["route"] or not words[1].startswith("/"):
+            continue
+        for k, address in enumerate(words[1:]):
+            assert address in ROUTABLE, f"{name}: riffbridge never sends {address}"
+            for src, outlet, dst, _ in lines:
+                if src == box_id and outlet == k and boxes[dst]["text"].startswith("unpack"):
+                    assert "".join(boxes[dst]["text"].split()[1:]) == ROUTABLE[address]
+
+
+def test_control_panel_subscribes_on_load_and_shows_status_and_errors() -> None:
+    boxes, lines = _boxes(PATCHERS["riffbridge-control.maxpat"]), _lines(
+        PATCHERS["riffbridge-control.maxpat"])
+    loadbang = next(i for i, b in boxes.items() if b.get("text") == "loadbang")
+    fed = {boxes[d]["text"] for s, _, d, _ in lines if s == loadbang}
+    assert "/rb/subscribe" in fed
+    texts = {b.get("text") for b in boxes.values()}
+    assert "udpreceive 9001" in texts and "udpsend 127.0.0.1 9000" in texts
+    assert "route /rb/status /rb/error /rb/progress" in texts
+    for address in ("/rb/prompt/a", "/rb/prompt/b", "/rb/seed/a", "/rb/seed/b", "/rb/alpha",
+                    "/rb/bpm", "/rb/bars", "/rb/denoise", "/rb/guidance"):
+        assert f"{address} $1" in texts, address
+    for command in ("/rb/render", "/rb/play", "/rb/stop"):
+        assert command in texts
+
+
+def test_player_alternates_two_buffers_and_switches_on_the_bar() -> None:
+    boxes = _boxes(PATCHERS["riffbridge-player.maxpat"])
+    texts = [b.get("text", "") for b in boxes.values()]
+    assert "route /rb/clip" in texts and "unpack s f f i" in texts
+    assert sorted(t for t in texts if t.startswith("buffer~")) == ["buffer~ rbA", "buffer~ rbB"]
+    assert "metro 1n @quantize 1n @active 1" in texts
+    assert "/rb/subscribe 9002" in texts and "udpreceive 9002" in texts
+
+
+def test_device_sends_live_tempo_and_outputs_audio() -> None:
+    doc = PATCHERS["riffbridge.amxd"]
+    boxes, lines = _boxes(doc), _lines(doc)
+    by_text = {b.get("text"): i for i, b in boxes.items()}
+    # transport's tempo outlet (4) -> change -> flonum -> "/rb/bpm $1" -> udpsend
+    transport = next(i for i, b in boxes.items() if b.get("text") == "transport"
+                     and any(s == i and o == 4 for s, o, _, _ in lines))
+    chain = [transport]
+    while boxes[chain[-1]].get("text") != "udpsend 127.0.0.1 9000":
+        nxt = [d for s, _, d, _ in lines if s == chain[-1]]
+        assert len(nxt) == 1, boxes[chain[-1]]
+        chain.append(nxt[0])
+    assert [boxes[i]["maxclass"] for i in chain] == [
+        "newobj", "newobj", "flonum", "message", "newobj"]
+    assert boxes[chain[3]]["text"] == "/rb/bpm $1"
+    assert "plugout~" in by_text and "live.thisdevice" in by_text
+    dial = next(b for b in boxes.values() if b["maxclass"] == "live.dial")
+    assert dial["saved_attribute_attributes"]["valueof"]["parameter_mmax"] == 1.0
+    assert doc["patcher"]["openinpresentation"] == 1
+
+
+def test_amxd_header_declares_the_lengths_and_holds_the_generated_patcher() -> None:
+    data = (PATCH_DIR / "riffbridge.amxd").read_bytes()
+    assert data[:4] == b"ampf" and struct.unpack("<I", data[4:8])[0] == 4
+    assert data[8:12] == b"aaaa"  # audio effect
+    assert data[12:16] == b"meta"
+    meta_len = struct.unpack("<I", data[16:20])[0]
+    ptch_at = 20 + meta_len
+    assert data[ptch_at:ptch_at + 4] == b"ptch"
+    ptch_len = struct.unpack("<I", data[ptch_at + 4:ptch_at + 8])[0]
+    assert ptch_at + 8 + ptch_len == len(data)
+    parsed = unpack_amxd(data)
+    assert json.loads(parsed.patcher_json) == device_patch()
+
+
+def test_amxd_rejects_a_truncated_file() -> None:
+    data = pack_amxd('{"patcher": {}}')
+    with pytest.raises(Exception, match="declares"):
+        unpack_amxd(data[:-3])
+
+
+def test_committed_files_equal_the_generator_output() -> None:
+    generated = _load_script("make_max_patches").generated()
+    assert sorted(generated) == sorted([*MAXPATS, "riffbridge.amxd"])
+    for name, data in generated.items():
+        assert (PATCH_DIR / name).read_bytes() == data, (
+            f"{name} is stale: run .venv/bin/python scripts/make_max_patches.py")
+
+
+def test_osc_docs_equal_the_generator_output() -> None:
+    module = _load_script("make_osc_docs")
+    assert (ROOT / "docs" / "osc.md").read_text(encoding="utf-8") == module.render(), (
+        "docs/osc.md is stale: run .venv/bin/python scripts/make_osc_docs.py")
+    for entry in OSC_SPEC:
+        assert f"`{entry.address}`" in module.render()
+
+
+def _value_for(tag: str, address: str) -> Any:
+    """A valid value of the type a patch sends, inside the param's range."""
+    entry = by_address(address)
+    assert entry is not None
+    lo = entry.minimum if entry.minimum is not None else 0.0
+    hi = entry.maximum if entry.maximum is not None else lo + 2.0
+    if tag == "f":
+        return float(lo + hi) / 2.0
+    if tag == "i":
+        return int(lo + hi) // 2 or 1
+    return "a dusty funk break"
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("name", ["riffbridge-control.maxpat", "riffbridge.amxd"])
+def test_every_message_a_patch_sends_is_accepted_by_the_real_server(name: str) -> None:
+    """Send each message box's message, typed as Max would send it, to a real OscServer on
+    loopback: none may be refused, and each param lands in the state."""
+    from pythonosc.udp_client import SimpleUDPClient
+
+    from riffbridge.control.hub import Hub
+    from riffbridge.control.osc_server import OscServer, decode
+
+    boxes, lines = _boxes(PATCHERS[name]), _lines(PATCHERS[name])
+    replies = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    replies.bind(("127.0.0.1", 0))
+    replies.settimeout(5.0)
+    hub = Hub()
+    with OscServer(hub, host="127.0.0.1", port=0, reply_port=replies.getsockname()[1]) as srv:
+        client = SimpleUDPClient(*srv.address)
+        expected = {}
+        for box_id, box in boxes.items():
+            if box["maxclass"] != "message" or not box["text"].startswith("/"):
+                continue
+            address, *words = box["text"].split()
+            if address == "/rb/subscribe" and words:
+                continue  # would point the pushes at the player's port; covered by the type test
+            args: list[Any] = []
+            for word in words:
+                if word == "$1":
+                    (tag,) = _source_type(boxes, lines, box_id)
+                    args.append(_value_for(tag, address))
+                else:
+                    args.append(int(word) if _literal_tag(word) == "i" else word)
+            client.send_message(address, args)
+            entry = by_address(address)
+            if entry is not None and entry.param and args:
+                expected[entry.param] = args[0]
+        client.send_message("/rb/ping", [])
+        while True:
+            messages, _ = decode(replies.recv(65536))
+            got = messages[0]
+            assert got.address != "/rb/error", list(got.params)
+            if got.address == "/rb/pong":
+                break
+        for param, value in expected.items():
+            assert hub.value(param) == pytest.approx(value), param
+    replies.close()
