@@ -185,8 +185,8 @@ def test_cli_render_writes_wav_and_png(tmp_path: Path, capsys: pytest.CaptureFix
                                        ) -> None:
     out, png = tmp_path / "clip.wav", tmp_path / "clip.png"
     rc = main(["render", str(out), "--model", "tiny", "--device", "cpu", "--prompt", "jazz",
-               "--prompt-b", "rock", "--alpha", "0.5", "--steps", "2", "--bpm", "240",
-               "--bars", "0.25", "--image", str(png)])
+               "--prompt-b", "rock", "--alpha", "0.5", "--steps", "2", "--width", "32",
+               "--image", str(png)])
     assert rc == 0
     info = soundfile.info(str(out))
     assert info.samplerate == 44100 and abs(info.frames - 32 * 441) <= 441

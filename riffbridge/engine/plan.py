@@ -1,0 +1,151 @@
+"""The render-ahead plan: which loops to render, in which order, and what to play now. Pure.
+
+Every loop is named by a ``LoopKey``: all the parameters that change its sound, with alpha on a
+grid (eighths by default). The planner orders keys so that the point the knob is on renders
+first, then its neighbours in the direction the knob last moved, then the rest of the path to the
+target (the auto walk's next points). Anything not in the plan is stale and is never rendered.
+What to play is a ``Choice``: the exact render of the current grid point when it is cached, else
+an equal-power blend of the two nearest rendered grid points around alpha, else nothing new.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+
+from riffbridge.state import EngineState
+
+DEFAULT_GRID = 8  # alpha steps per unit: eighths
+LOOKAHEAD = 3  # grid points planned past the current one in the knob's direction
+
+
+@dataclass(frozen=True)
+class LoopKey:
+    """Everything that makes a loop sound the way it does. The render cache key."""
+
+    prompt_a: str
+    prompt_b: str
+    seed_a: int
+    seed_b: int
+    negative: str
+    alpha: float  # on the grid
+    denoise: float
+    guidance: float
+    steps: int
+    bpm: float
+    bars: int
+    beats_per_bar: int
+    pattern: str
+
+    def at(self, alpha: float) -> LoopKey:
+        return replace(self, alpha=alpha)
+
+    def path(self) -> LoopKey:
+        """The key with alpha zeroed: equal for all points between the same two styles."""
+        return replace(self, alpha=0.0)
+
+
+def snap(alpha: float, grid: int = DEFAULT_GRID) -> float:
+    """The grid point nearest to ``alpha`` (halves round up, so 1/16 -> 1/8)."""
+    return min(1.0, max(0.0, math.floor(alpha * grid + 0.5) / grid))
+
+
+def key_for(state: EngineState, alpha: float | None = None, grid: int = DEFAULT_GRID) -> LoopKey:
+    return LoopKey(state.prompt_a, state.prompt_b, state.seed_a, state.seed_b, state.negative,
+                   snap(state.alpha if alpha is None else alpha, grid), round(state.denoise, 6),
+                   round(state.guidance, 6), state.steps, round(state.bpm, 4), state.bars,
+                   state.beats_per_bar, state.pattern)
+
+
+def _points(grid: int) -> list[float]:
+    return [i / grid for i in range(grid + 1)]
+
+
+def plan(state: EngineState, direction: int, grid: int = DEFAULT_GRID,
+         lookahead: int = LOOKAHEAD) -> list[LoopKey]:
+    """Keys to have rendered, most urgent first.
+
+    ``direction`` is +1 or -1, the way the knob last moved (or the auto walk goes). The list is:
+    the current point; then up to ``lookahead`` points in ``direction``; then the point behind;
+    with auto mode on, the next points of the walk (to the end of the path).
+    """
+    here = snap(state.alpha, grid)
+    step = 1.0 / grid
+    sign = 1 if direction >= 0 else -1
+    order = [here]
+    order += [here + sign * step * i for i in range(1, lookahead + 1)]
+    order.append(here - sign * step)
+    if state.auto:
+        walk = state.alpha
+        for _ in range(grid + 1):
+            walk = walk + state.auto
+            if not 0.0 <= walk <= 1.0:
+                break
+            order.append(snap(walk, grid))
+    base = key_for(state, here, grid)
+    seen: set[float] = set()
+    keys = []
+    for alpha in order:
+        alpha = round(alpha, 9)
+        if 0.0 <= alpha <= 1.0 and alpha not in seen:
+            seen.add(alpha)
+            keys.append(base.at(snap(alpha, grid)))
+    return keys
+
+
+@dataclass(frozen=True)
+class Choice:
+    """What should sound: one key (weight 0), or a blend of ``low`` and ``high`` at ``weight``."""
+
+    low: LoopKey
+    high: LoopKey | None = None
+    weight: float = 0.0  # 0 = all low, 1 = all high
+
+    @property
+    def exact(self) -> bool:
+        return self.high is None
+
+
+def choose(state: EngineState, is_rendered: Callable[[LoopKey], bool],
+           grid: int = DEFAULT_GRID) -> Choice | None:
+    """The best thing to play for ``state`` from what is rendered, or None if nothing fits."""
+    exact = key_for(state, None, grid)
+    if is_rendered(exact):
+        return Choice(exact)
+    alpha = state.alpha
+    below = [p for p in _points(grid) if p <= alpha and is_rendered(exact.at(p))]
+    above = [p for p in _points(grid) if p >= alpha and is_rendered(exact.at(p))]
+    if below and above:
+        lo, hi = max(below), min(above)
+        if hi == lo:
+            return Choice(exact.at(lo))
+        return Choice(exact.at(lo), exact.at(hi), (alpha - lo) / (hi - lo))
+    if below or above:
+        nearest = max(below) if below else min(above)
+        return Choice(exact.at(nearest))
+    return None
+
+
+def blend_gains(weight: float) -> tuple[float, float]:
+    """Equal-power gains (low, high) for a blend at ``weight``."""
+    theta = min(1.0, max(0.0, weight)) * math.pi / 2
+    return math.cos(theta), math.sin(theta)
+
+
+def auto_step(alpha: float, amount: float) -> float:
+    """The next alpha of the auto walk: it bounces at 0 and 1 (a seamless back-and-forth)."""
+    nxt = alpha + amount
+    if nxt > 1.0:
+        nxt = 2.0 - nxt
+    elif nxt < 0.0:
+        nxt = -nxt
+    return min(1.0, max(0.0, nxt))
+
+
+def unique(keys: Iterable[LoopKey]) -> list[LoopKey]:
+    out: list[LoopKey] = []
+    for key in keys:
+        if key not in out:
+            out.append(key)
+    return out

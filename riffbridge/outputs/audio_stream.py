@@ -1,0 +1,133 @@
+"""The audio-device boundary: a PortAudio output stream (sounddevice) that pulls from a player.
+
+``DeviceStream`` opens the device at its own rate, stereo float32, and calls ``fill(out, now,
+underrun)`` from PortAudio's callback thread; ``fill`` must only copy. ``PacedStream`` drives the
+same ``fill`` from a plain thread at the audio rate with no device, so ``--audio-out none`` keeps
+the same clock (bar grid, auto walk) while only files are written.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from riffbridge.errors import DeviceError
+
+log = logging.getLogger(__name__)
+
+SWITCH_INTERVAL_S = 0.0005
+
+Fill = Callable[[np.ndarray, float, bool], None]
+
+
+class DeviceStream:
+    def __init__(self, device: int | str | None, rate: int, fill: Fill, *, channels: int = 2,
+                 blocksize: int = 512, latency: str | float = "low") -> None:
+        self.device = device
+        self.rate = int(rate)
+        self.channels = channels
+        self.blocksize = blocksize
+        self.latency_setting = latency
+        self._fill = fill
+        self._stream: Any = None
+        self.name = ""
+
+    def _callback(self, outdata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
+        self._fill(outdata, time.monotonic(), bool(status.output_underflow))
+
+    def start(self) -> DeviceStream:
+        # The callback needs the GIL every few milliseconds; Python's default switch interval
+        # (5 ms) lets any other thread of this process hold it for a whole JACK period.
+        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
+        try:
+            import sounddevice as sd
+
+            self._stream = sd.OutputStream(device=self.device, samplerate=self.rate,
+                                           channels=self.channels, dtype="float32",
+                                           blocksize=self.blocksize, latency=self.latency_setting,
+                                           callback=self._callback)
+            self._stream.start()
+            self.name = str(sd.query_devices(self._stream.device)["name"])
+        except OSError as exc:
+            raise DeviceError(f"cannot open the audio device {self.device!r}: {exc}; "
+                              f"`riffbridge devices` lists outputs, --audio-out none plays "
+                              f"to files only") from None
+        except Exception as exc:  # sounddevice.PortAudioError and its kin
+            raise DeviceError(f"cannot open the audio device {self.device!r} at {self.rate} Hz: "
+                              f"{exc}; `riffbridge devices` lists outputs and their rates"
+                              ) from None
+        return self
+
+    @property
+    def latency(self) -> float:
+        return float(self._stream.latency) if self._stream is not None else 0.0
+
+    def close(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            try:
+                stream.stop()
+            finally:
+                stream.close()
+
+    def __enter__(self) -> DeviceStream:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class PacedStream:
+    """No device: a thread calls ``fill`` every block at the audio rate (for file-only runs)."""
+
+    def __init__(self, rate: int, fill: Fill, *, channels: int = 2, blocksize: int = 512) -> None:
+        self.rate = int(rate)
+        self.channels = channels
+        self.blocksize = blocksize
+        self._fill = fill
+        self._buffer = np.zeros((blocksize, channels), dtype=np.float32)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.name = "none (paced, no device)"
+        self.latency = 0.0
+        self.late_blocks = 0
+
+    def start(self) -> PacedStream:
+        self._thread = threading.Thread(target=self._run, name="riffbridge-paced", daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        period = self.blocksize / self.rate
+        start = time.monotonic()
+        blocks = 0
+        while not self._stop.is_set():
+            due = start + blocks * period
+            now = time.monotonic()
+            if due > now:
+                self._stop.wait(due - now)
+                continue
+            if now - due > period:
+                self.late_blocks += 1  # nothing audible: there is no device to starve
+            self._fill(self._buffer, now, False)
+            blocks += 1
+            if now - due > 1.0:  # asleep (a suspended laptop): restart the pacing, not catch up
+                start, blocks = now, 0
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(2)
+            self._thread = None
+
+    def __enter__(self) -> PacedStream:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,191 @@
+"""The engine through a real audio server: PortAudio -> JACK (dummy driver) -> a JACK recorder.
+
+CI starts `jackd --no-realtime -d dummy -r 44100 -p 1024`. The engine plays to PortAudio's JACK
+device while the tiny model renders in the background; an independent JACK client records what
+the engine sends. The recording alone says where the bars are (the first loop's own start), where
+each switch happened (where the audio stops being the previous loop), and whether every stretch
+between switches is the rendered loop, sample for sample.
+"""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+import subprocess
+import threading
+import time
+
+import numpy as np
+import pytest
+from engine_helpers import wait_for
+from scipy import signal
+
+from riffbridge.control.hub import Hub
+from riffbridge.engine.engine import Engine, EngineSettings
+from riffbridge.engine.player import Player, Segment, equal_power
+from riffbridge.engine.worker import WorkerSettings
+from riffbridge.outputs.audio_stream import DeviceStream
+from riffbridge.state import EngineState, SetParam
+
+RATE = 44100
+RUN_S = 30.0
+
+
+def _jack_running() -> bool:
+    if not shutil.which("jack_lsp"):
+        return False
+    try:
+        return subprocess.run(["jack_lsp"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+pytestmark = [
+    pytest.mark.jack,
+    pytest.mark.skipif(not _jack_running(), reason="no JACK server running (CI starts one: "
+                       "jackd --no-realtime -d dummy -r 44100 -p 1024)"),
+]
+
+
+class Recorder:
+    """A JACK client with two inputs that records into a preallocated buffer."""
+
+    def __init__(self, seconds: float) -> None:
+        import jack
+
+        self.client = jack.Client("rb-recorder", no_start_server=True)
+        self.ports = [self.client.inports.register(f"in_{i}") for i in range(2)]
+        self.buffer = np.zeros((int(seconds * self.client.samplerate), 2), np.float32)
+        self.pos = 0
+        self.xruns = 0
+        self.client.set_process_callback(self._process)
+        self.client.set_xrun_callback(self._xrun)
+
+    def _process(self, frames: int) -> None:
+        end = min(self.pos + frames, self.buffer.shape[0])
+        n = end - self.pos
+        for i, port in enumerate(self.ports):
+            self.buffer[self.pos:end, i] = port.get_array()[:n]
+        self.pos = end
+
+    def _xrun(self, delay: float) -> None:
+        self.xruns += 1
+
+    def connect_from_portaudio(self) -> list[str]:
+        outs = [p for p in self.client.get_ports(is_audio=True, is_output=True)
+                if not p.name.startswith(("system:", "rb-recorder:"))]
+        for src, dst in zip(outs, self.ports, strict=False):
+            self.client.connect(src, dst)
+        return [p.name for p in outs]
+
+    def close(self) -> None:
+        self.client.deactivate()
+        self.client.close()
+
+
+def _jack_device() -> int:
+    import sounddevice as sd
+
+    for i, dev in enumerate(sd.query_devices()):
+        api = sd.query_hostapis(dev["hostapi"])["name"]
+        if "JACK" in api and dev["max_output_channels"] >= 2 and dev["name"] == "system":
+            return i
+    raise AssertionError("PortAudio shows no JACK output device named 'system'")
+
+
+def _find(recording: np.ndarray, pattern: np.ndarray, start: int, span: int) -> int:
+    """Index in ``recording[start:start + span]`` where ``pattern`` matches best."""
+    window = recording[start:start + span + pattern.shape[0]]
+    corr = signal.correlate(window, pattern, mode="valid", method="fft")
+    return start + int(np.argmax(corr))
+
+
+def _continuation(seg_audio: np.ndarray, phase0: int, start: int, end: int) -> np.ndarray:
+    """What a loop whose sample 0 sits at ``phase0`` plays over [start, end)."""
+    return seg_audio[(np.arange(start, end) - phase0) % seg_audio.shape[0]]
+
+
+def test_engine_plays_through_jack_on_the_bar_without_underruns():
+    state = EngineState(steps=4, bars=1, playing=True, quantum="bar", xfade=0.05)
+    hub = Hub(state)
+    player = Player()
+    recorder = Recorder(RUN_S + 40)
+    period = recorder.client.blocksize  # one audio block: the JACK period
+    assert recorder.client.samplerate == RATE
+    engine = Engine(hub, player, RATE, EngineSettings(worker=WorkerSettings("tiny", "cpu")),
+                    block=period)
+    sounded: dict[int, tuple[int, Segment | None]] = {}
+    stop = threading.Event()
+
+    def collect() -> None:
+        while not stop.is_set():
+            for token, at, seg in list(engine.sounded):
+                sounded[token] = (at, seg)
+            time.sleep(0.1)
+
+    collector = threading.Thread(target=collect, daemon=True)
+    engine.start()
+    try:
+        recorder.client.activate()
+        with DeviceStream(_jack_device(), RATE, player.fill, blocksize=period):
+            assert recorder.connect_from_portaudio(), "no PortAudio ports to record"
+            collector.start()
+            wait_for(lambda: player.applied_token >= 1, 60, "the first loop")
+            started = time.monotonic()
+            targets = iter([0.25, 1.0, 0.5, 0.0, 0.75, 0.375, 1.0, 0.125] * 3)
+            while time.monotonic() - started < RUN_S:
+                hub.submit(SetParam("alpha", next(targets)))
+                time.sleep(2.5)
+            rendering = engine.renders
+        time.sleep(0.2)
+    finally:
+        stop.set()
+        engine.close()
+        recorder.close()
+    collector.join(1)
+    assert rendering >= 6, f"only {rendering} renders in the background"
+    assert player.underruns == 0, f"{player.underruns} underruns"
+    assert recorder.xruns == 0, f"{recorder.xruns} JACK xruns"
+
+    rec = recorder.buffer[:recorder.pos]
+    plays = [(at, seg) for _, (at, seg) in sorted(sounded.items()) if seg is not None]
+    assert len(plays) >= 6, f"only {len(plays)} switches sounded"
+    bar = plays[0][1].audio.shape[0]  # one bar of 4/4 at 120 BPM
+    assert bar == RATE * 2
+    fade = round(0.05 * RATE)
+
+    # The bar grid, from the recording: where the first loop's own sample 0 landed (it fades in
+    # from silence there, so match the stretch after the fade).
+    first = plays[0][1].audio
+    nonzero = int(np.argmax(np.abs(rec[:, 0]) > 0))
+    probe = first[fade:fade + 8192]
+    phase0 = _find(rec[:, 0], probe[:, 0], nonzero, first.shape[0]) - fade
+    assert abs(phase0 - nonzero) <= 1, "the first loop did not start from its sample 0"
+    assert np.max(np.abs(rec[phase0 + fade:phase0 + fade + 8192] - probe)) < 1e-6
+
+    starts = [phase0]
+    for (_, prev), (_, new) in itertools.pairwise(plays):
+        assert prev is not None and new is not None
+        begin = starts[-1] + fade
+        stretch = rec[begin:]
+        expected = _continuation(prev.audio, starts[-1], begin, begin + stretch.shape[0])
+        off = np.nonzero(np.max(np.abs(stretch - expected), axis=1) > 1e-6)[0]
+        assert off.size, "the switch never happened in the recording"
+        switch = begin + int(off[0])
+        # The stretch before it is exactly the previous loop (nothing dropped or repeated).
+        assert switch - begin > RATE // 2
+        # The switch starts on a bar line of the first loop's grid, within one audio block.
+        to_bar = (switch - phase0 + bar // 2) % bar - bar // 2
+        assert abs(to_bar) <= period, f"switch {to_bar} frames from the bar line"
+        line = switch - to_bar
+        # The new loop plays on from the bar line at its bar-aligned phase, after the fade.
+        after = _continuation(new.audio, line, line + fade, line + fade + RATE)
+        got = rec[line + fade:line + fade + RATE]
+        if got.shape[0] == RATE:
+            assert np.max(np.abs(got - after)) < 1e-6
+        # ... and the fade is the equal-power mix of the two.
+        out_c, in_c = equal_power(fade)
+        mix = (_continuation(prev.audio, starts[-1], line, line + fade) * out_c[:, None]
+               + _continuation(new.audio, line, line, line + fade) * in_c[:, None])
+        assert np.max(np.abs(rec[line:line + fade] - mix)) < 1e-5
+        starts.append(line)
