@@ -7,7 +7,9 @@ file stops the start with one clear line instead of a traceback minutes later.
 
 from __future__ import annotations
 
+import difflib
 import math
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -83,7 +85,9 @@ _RANGES: dict[str, tuple[float, float]] = {
     "cache_mb": (16.0, 1_000_000.0), "blocksize": (32, 8192), "grid": (1, 64),
     "render_timeout": (5.0, 86_400.0),
 }
+PATH_KEYS = ("model", "out_dir", "midi_map", "presets", "seed_dir")
 _FIELDS = {f.name: f for f in fields(ServeConfig)}
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
 
 def _check(name: str, value: Any, where: str) -> Any:
@@ -108,6 +112,10 @@ def _check(name: str, value: Any, where: str) -> Any:
         raise ConfigError(f"{where}: {name} must be a string, got {value!r}")
     if name in _CHOICES and value not in _CHOICES[name]:
         raise ConfigError(f"{where}: {name} must be one of {', '.join(_CHOICES[name])}, "
+                          f"got {value!r}")
+    if name == "device" and not _DEVICE.fullmatch(value):
+        # Checked here, not when the render worker loads the model seconds later.
+        raise ConfigError(f"{where}: device must be auto, cpu, cuda, cuda:N or mps, "
                           f"got {value!r}")
     return value
 
@@ -138,8 +146,11 @@ def load_file(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file {p} is not valid TOML: {exc}") from None
     unknown = sorted(set(data) - set(_FIELDS))
     if unknown:
-        raise ConfigError(f"config file {p}: unknown key(s) {', '.join(unknown)}; known: "
-                          f"{', '.join(sorted(_FIELDS))}")
+        guesses = [f"{key} -> {close[0]}" for key in unknown
+                   if (close := difflib.get_close_matches(key, _FIELDS, n=1))]
+        hint = f" (did you mean {', '.join(guesses)}?)" if guesses else ""
+        raise ConfigError(f"config file {p}: unknown key(s) {', '.join(unknown)}{hint}; "
+                          f"known: {', '.join(sorted(_FIELDS))}")
     return {name: _check(name, value, f"config file {p}") for name, value in data.items()}
 
 
@@ -155,4 +166,15 @@ def build(file: str | Path | None = None, flags: Mapping[str, Any] | None = None
         if name not in _FIELDS:
             raise ConfigError(f"unknown setting {name!r}")
         values[name] = _check(name, value, "--" + name.replace("_", "-"))
-    return ServeConfig(**values)
+    for name in PATH_KEYS:
+        value = values.get(name)
+        if isinstance(value, str) and value.startswith("~"):
+            # Only then: str(Path(...)) would turn a hub id's "/" into "\\" on Windows.
+            values[name] = str(Path(value).expanduser())
+    conf = ServeConfig(**values)
+    if conf.osc_port == conf.reply_port:
+        # Replies go to the sender's IP at the reply port: a sender on this machine would make
+        # riffbridge answer itself, refuse its own answer as unknown, and so on without end.
+        raise ConfigError(f"--osc-port and --reply-port are both {conf.osc_port}: riffbridge "
+                          f"would send its replies to itself; pick another --reply-port")
+    return conf

@@ -7,6 +7,7 @@ tests/test_max_patches.py checks that the committed docs/osc.md equals this outp
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -99,7 +100,16 @@ def render() -> str:
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="compare, do not write")
+    args = parser.parse_args()
     path = ROOT / "docs" / "osc.md"
+    if args.check:
+        if not path.exists() or path.read_text(encoding="utf-8") != render():
+            print(f"out of date: {path.relative_to(ROOT)}; run scripts/make_osc_docs.py",
+                  file=sys.stderr)
+            return 1
+        return 0
     path.write_text(render(), encoding="utf-8")
     print(f"wrote {path.relative_to(ROOT)}")
     return 0

@@ -3,6 +3,7 @@ paced stream drives the player at the audio rate). Plumbing, order and isolation
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -149,3 +150,78 @@ def test_auto_mode_walks_alpha_once_per_loop():
         wait_for(lambda: len(changes) >= 3, 60, "three steps of the walk")
     walk = [a for a, source in changes if source == "engine"]
     assert walk[:3] == [0.125, 0.25, 0.375]
+
+
+def test_an_external_clock_moves_the_grid():
+    from riffbridge.control.hub import Change
+    from riffbridge.engine.engine import ClockSync
+    from riffbridge.state import ClockTempo
+
+    state = EngineState(playing=True, clock="midi")
+    hub = Hub(state)
+    engine = Engine(hub, Player(), RATE, EngineSettings())
+    engine.player.stamp[:] = (RATE * 10, 100.0)  # frame 441000 sounded at t = 100 s
+    engine._on_clock(ClockSync(beat=0.0, time=100.5, source="midi"))  # MIDI start
+    start = RATE * 10 + RATE // 2
+    assert engine.grid.beat_at(start) == pytest.approx(0.0)
+    assert engine.grid.next_boundary(start + 1, 4)[0] == start + 4 * RATE // 2
+    engine.player.frame = start + RATE
+    faster = EngineState(playing=True, clock="midi", bpm=140.0)
+    engine._on_change(Change(ClockTempo(140.0), faster, ("bpm",), "midi"))
+    assert engine.grid.bpm == 140.0
+    assert engine.grid.beat_at(start + RATE) == pytest.approx(2.0)  # the beat count goes on
+
+
+def test_a_stalled_worker_is_replaced_and_the_audio_goes_on():
+    with running_engine(LIVE, render_timeout_s=15.0) as (hub, engine, tap):
+        wait_for(lambda: engine.player.applied_token >= 1, 60, "the first loop to sound")
+        wait_for(lambda: engine.worker.idle, 60, "the worker to finish its look-ahead")
+        old_pid = engine.worker.pid
+        assert old_pid is not None
+        hub.submit(SetParam("alpha", 1.0))
+        wait_for(lambda: engine.worker.in_flight is not None, 10, "the alpha 1 render")
+        blocks_before = len(tap.peaks)
+        os.kill(old_pid, signal.SIGSTOP)  # a render that never comes back
+        try:
+            wait_for(lambda: engine.errors >= 1, 30, "the stall to be noticed")
+        finally:
+            with contextlib.suppress(ProcessLookupError):  # killed and reaped: nothing to wake
+                os.kill(old_pid, signal.SIGCONT)
+        assert "stalled" in engine.last_error
+        wait_for(lambda: engine.worker.ready is not None and engine.worker.pid != old_pid,
+                 60, "a new worker")
+        during = tap.peaks[blocks_before:]
+        assert min(during) > 0.0  # the loop played on through the stall and the restart
+        wait_for(lambda: sounding(engine) == "alpha 1", 60, "the alpha 1 loop to sound")
+
+
+def test_clip_pushes_name_the_file_of_the_loop_about_to_sound(tmp_path: Path):
+    clips: list[tuple] = []
+    folder = OutputFolder(tmp_path)
+    with LoopWriter(folder) as writer, running_engine(LIVE, writer=writer) as (hub, engine, _):
+        hub.add_sink(lambda address, args: clips.append(args) if address == "/rb/clip" else None)
+        wait_for(lambda: clips, 60, "the first /rb/clip")
+        wait_for(lambda: engine.renders >= 3, 60, "the look-ahead renders")
+        time.sleep(0.5)
+        assert [c[1] for c in clips] == [0.0]  # look-ahead loops are written, not announced
+        hub.submit(SetParam("alpha", 0.125))  # rendered ahead: announced at once
+        wait_for(lambda: len(clips) >= 2, 10, "the second /rb/clip")
+    path, alpha, bpm, bars = clips[1]
+    assert (alpha, bpm, bars) == (0.125, 120.0, 1)
+    sidecar = json.loads(Path(path).with_suffix(".json").read_text())
+    assert sidecar["alpha"] == 0.125 and Path(path).stat().st_size > 0
+    assert len(list(folder.run_dir.glob("0*.wav"))) >= 3
+
+
+def test_a_loop_that_keeps_failing_is_retried_later_and_later():
+    from riffbridge.engine.worker import Failed
+
+    engine = Engine(Hub(EngineState(playing=True)), Player(), RATE, EngineSettings())
+    key = key_for(engine.state)
+    engine._on_worker(Failed(key, "RenderError: boom"))
+    first = engine._retry[key]
+    engine._on_worker(Failed(key, "RenderError: boom"))
+    second = engine._retry[key]
+    assert first[0] == 1 and second[0] == 2
+    assert second[1] - time.monotonic() > 1.5  # 2 s before the second retry
+    assert engine.errors == 2 and "boom" in engine.last_error

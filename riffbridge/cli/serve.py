@@ -1,9 +1,11 @@
 """`riffbridge serve`: the live engine, its audio output, files and control servers, in one go.
 
-Start order: settings -> output folder -> audio device -> render worker (the model loads; a
-missing model stops here with what to pass) -> engine -> stream -> OSC, MIDI, Link. Shutdown on
-SIGINT/SIGTERM is staged the other way: stop input, stop rendering, finish the files being
-written, close the stream. A second Ctrl-C exits at once.
+Start order: settings (every value checked) -> audio device -> output folder (early, so an
+unwritable one stops the start before a long model load) -> stream -> render worker (the model
+loads; a missing model stops here with what to pass) -> engine -> OSC, MIDI, Link. A start that
+fails, or is stopped before it runs, removes its run folder again if nothing was written to it.
+Shutdown on SIGINT/SIGTERM is staged the other way: stop input, stop rendering, finish the files
+being written, close the stream. A second Ctrl-C exits at once, render worker included.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -73,15 +76,22 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
 
 
 class Shutdown:
-    """First SIGINT/SIGTERM asks for a clean stop; a second SIGINT exits at once."""
+    """First SIGINT/SIGTERM asks for a clean stop; a second SIGINT exits at once, after the
+    ``at_force`` callbacks (which end what ``os._exit`` would leave running: the render worker)."""
 
     def __init__(self) -> None:
         self.event = threading.Event()
         self._old: dict[int, Any] = {}
+        self._at_force: list[Callable[[], None]] = []
+
+    def at_force(self, callback: Callable[[], None]) -> None:
+        self._at_force.append(callback)
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.event.is_set() and signum == signal.SIGINT:
             sys.stderr.write("\nforced exit\n")
+            for callback in self._at_force:
+                callback()
             os._exit(130)
         self.event.set()
 
@@ -100,58 +110,104 @@ def run(args: argparse.Namespace) -> int:
 
     conf = cfg.build(args.config, _flags(args))
     with Shutdown() as shutdown:
-        return serve(conf, shutdown.event, args.for_seconds)
+        return serve(conf, shutdown.event, args.for_seconds, shutdown=shutdown)
 
 
-def serve(conf: Any, stop: threading.Event, for_seconds: float | None = None) -> int:
+def _initial_state(conf: Any) -> Any:
+    """The engine's first state from the settings, checked as OSC would check each value (an
+    unknown --pattern would otherwise fail every render, over and over, after a model load)."""
+    from riffbridge.control.hub import check_pattern_file
+    from riffbridge.errors import ConfigError, ControlError
+    from riffbridge.loops.patterns import GROOVES
+    from riffbridge.state import EngineState, coerce
+
+    params = {"prompt_a": ("prompt", conf.prompt), "prompt_b": ("prompt-b", conf.prompt_b),
+              "seed_a": ("seed", conf.seed), "seed_b": ("seed-b", conf.seed_b),
+              "bpm": ("bpm", conf.bpm), "bars": ("bars", conf.bars),
+              "beats_per_bar": ("beats-per-bar", conf.beats_per_bar),
+              "steps": ("steps", conf.steps), "pattern": ("pattern", conf.pattern),
+              "quantum": ("quantum", conf.quantum), "xfade": ("xfade", conf.xfade),
+              "auto": ("auto", conf.auto), "clock": ("clock", conf.clock)}
+    values = {}
+    for name, (flag, value) in params.items():
+        try:
+            values[name] = coerce(name, value)
+            if name == "pattern":
+                check_pattern_file(value, Path(conf.seed_dir) if conf.seed_dir else None,
+                                   frozenset(GROOVES))
+        except ControlError as exc:
+            raise ConfigError(f"--{flag}: {exc}") from None
+    return EngineState(**values)
+
+
+def _remove_if_empty(folder: Path) -> None:
+    """Remove a run folder that holds nothing. rmdir refuses a folder with anything in it, so
+    nothing written is ever lost here."""
+    with contextlib.suppress(OSError):
+        folder.rmdir()
+
+
+def _kill(pid: int | None) -> None:
+    if pid is not None:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def serve(conf: Any, stop: threading.Event, for_seconds: float | None = None, *,
+          shutdown: Shutdown | None = None) -> int:
     from riffbridge.control.hub import Hub
-    from riffbridge.control.osc_server import OscServer
     from riffbridge.control.presets import PresetStore
-    from riffbridge.engine.engine import Engine, EngineSettings
-    from riffbridge.engine.player import Player
-    from riffbridge.engine.worker import WorkerSettings
     from riffbridge.errors import ConfigError
     from riffbridge.loops.patterns import GROOVES
-    from riffbridge.outputs.audio_stream import DeviceStream, PacedStream
     from riffbridge.outputs.files import OutputFolder
     from riffbridge.outputs.wav import WavSettings
-    from riffbridge.outputs.writer import LoopWriter
-    from riffbridge.state import EngineState, Play
 
     if not conf.files and not conf.device_output:
         raise ConfigError("--audio-out none and --out-dir none leave nothing to play to: "
                           "give an audio device or an output folder")
+    state = _initial_state(conf)
     device = None
-    rate = 44100
     if conf.device_output:
         from riffbridge.outputs.devices import find_output
 
-        spec = None if conf.audio_out == "default" else conf.audio_out
-        device = find_output(spec)
-        rate = round(device.default_samplerate)
-    state = EngineState(prompt_a=conf.prompt, prompt_b=conf.prompt_b, seed_a=conf.seed,
-                        seed_b=conf.seed_b, bpm=conf.bpm, bars=conf.bars,
-                        beats_per_bar=conf.beats_per_bar, steps=conf.steps,
-                        pattern=conf.pattern, quantum=conf.quantum, xfade=conf.xfade,
-                        auto=conf.auto, clock=conf.clock)
+        device = find_output(None if conf.audio_out == "default" else conf.audio_out)
     hub = Hub(state, presets=PresetStore(conf.presets) if conf.presets else None,
               seed_dir=conf.seed_dir or None, pattern_names=GROOVES)
     folder = OutputFolder(Path(conf.out_dir).expanduser(), WavSettings("pcm24", 44100)) \
         if conf.files else None
-    writer = None
-    if folder is not None:
-        def written(path: Path, loop: Any) -> None:
-            hub.push("/rb/clip", str(path), float(loop.metadata.get("alpha", 0.0)),
-                     float(loop.bpm), int(loop.bars))
+    running = False
+    try:
+        running = _run(conf, hub, device, folder, stop, for_seconds, shutdown)
+    finally:
+        if folder is not None and not running:
+            _remove_if_empty(folder.run_dir)
+    return 0
 
-        writer = LoopWriter(folder, on_written=written,
-                            on_error=lambda e: hub.push("/rb/error", "files", e)).start()
+
+def _run(conf: Any, hub: Any, device: Any, folder: Any, stop: threading.Event,
+         for_seconds: float | None, shutdown: Shutdown | None) -> bool:
+    """Start everything, run until ``stop``, stop it all; whether it got to run."""
+    from riffbridge.control.osc_server import OscServer
+    from riffbridge.engine.engine import Engine, EngineSettings
+    from riffbridge.engine.player import Player
+    from riffbridge.engine.worker import WorkerSettings
+    from riffbridge.errors import RenderError
+    from riffbridge.outputs.audio_stream import DeviceStream, PacedStream
+    from riffbridge.outputs.writer import LoopWriter
+    from riffbridge.state import Play
+
+    rate = round(device.default_samplerate) if device is not None else 44100
+    # The engine announces each written loop (/rb/clip) itself: it sets the writer's on_written.
+    writer = LoopWriter(folder, on_error=lambda e: hub.push("/rb/error", "files", e)).start() \
+        if folder is not None else None
     player = Player()
     settings = EngineSettings(
         worker=WorkerSettings(conf.model, conf.device, conf.dtype), grid=conf.grid,
         cache_mb=conf.cache_mb, quality=conf.quality, seed_dir=conf.seed_dir or None,
         setlist=conf.setlist, render_timeout_s=conf.render_timeout)
     engine = Engine(hub, player, rate, settings, writer=writer, block=conf.blocksize)
+    if shutdown is not None:  # os._exit would leave the worker process behind, model loaded
+        shutdown.at_force(lambda: _kill(engine.worker.pid))
     print(f"riffbridge: loading {conf.model} on {conf.device} ...", flush=True)
     with contextlib.ExitStack() as stack:
         stream: Any = (DeviceStream(device.index, rate, player.fill, blocksize=conf.blocksize)
@@ -160,8 +216,16 @@ def serve(conf: Any, stop: threading.Event, for_seconds: float | None = None) ->
         stack.enter_context(stream)
         if writer is not None:
             stack.callback(writer.close)  # closes before the stream: files finish first
-        engine.start()
+        try:
+            engine.start(cancelled=stop.is_set)
+        except RenderError:
+            if not stop.is_set():
+                raise
+            # Ctrl-C in a terminal reaches the worker too and ends its model load.
         stack.callback(engine.close)
+        if stop.is_set():
+            print("riffbridge: stopped while loading the model", flush=True)
+            return False
         inputs = contextlib.ExitStack()
         stack.callback(inputs.close)  # closed first: no new input while the rest stops
         osc = inputs.enter_context(OscServer(hub, conf.osc_host, conf.osc_port,
@@ -170,15 +234,14 @@ def serve(conf: Any, stop: threading.Event, for_seconds: float | None = None) ->
         link_line = _open_link(conf, hub, engine, inputs)
         if conf.autoplay:
             hub.submit(Play(), source="engine")
-        ready = engine.worker.ready
-        _print_block(conf, ready, stream, rate, osc, folder, midi_line, link_line)
+        _print_block(conf, engine.worker.ready, stream, rate, osc, folder, midi_line, link_line)
         _wait(stop, engine, for_seconds)
         print("\nriffbridge: stopping (Ctrl-C again to force)", flush=True)
     status = engine.status()
     files = writer.written if writer is not None else 0
     print(f"riffbridge: stopped. {status.renders} loops rendered, {files} written, "
           f"{status.underruns} underruns, {status.errors} errors", flush=True)
-    return 0
+    return True
 
 
 def _open_midi(conf: Any, hub: Any, engine: Any, stack: contextlib.ExitStack) -> str:
@@ -228,7 +291,8 @@ def _print_block(conf: Any, ready: Any, stream: Any, rate: int, osc: Any, folder
         f"  midi     {midi}",
         f"  link     {link}",
         f"  files    {folder.run_dir if folder is not None else 'off'}",
-        f"  tempo    {conf.bpm:g} BPM, {conf.bars} bars of {conf.beats_per_bar}, "
+        f"  tempo    {conf.bpm:g} BPM, {conf.bars} bar{'s' if conf.bars != 1 else ''} of "
+        f"{conf.beats_per_bar}, "
         f"switch on the {conf.quantum}, clock {conf.clock}",
     ]
     print("riffbridge is running (Ctrl-C to stop)\n" + "\n".join(lines), flush=True)
@@ -248,12 +312,14 @@ def _wait(stop: threading.Event, engine: Any, for_seconds: float | None) -> None
     tty = sys.stdout.isatty()
     started = time.monotonic()
     last_line = 0.0
+    fatal = None
     while not stop.wait(STATUS_EVERY_S):
         now = time.monotonic()
         if for_seconds is not None and now - started >= for_seconds:
             return
-        if engine.worker.fatal:
-            log.error("the render worker cannot run: %s", engine.worker.fatal)
+        if engine.worker.fatal and engine.worker.fatal != fatal:  # once, not every second
+            fatal = engine.worker.fatal
+            log.error("the render worker cannot run: %s", fatal)
         if tty:
             sys.stdout.write("\r" + _status_line(engine)[:160] + "\x1b[K")
             sys.stdout.flush()

@@ -201,7 +201,8 @@ class Hub:
             self.presets.save(resolved.name, self._state)
         if isinstance(resolved, MidiLearn):
             if self.learner is None:
-                raise ControlError("MIDI learn needs a MIDI input; start riffbridge with --midi")
+                raise ControlError("MIDI learn needs a MIDI input; start riffbridge with "
+                                   "--midi-in NAME")
             self.learner.learn(resolved.param)
         old, self._state = self._state, new
         change = Change(resolved, new, tuple(changed_params(old, new)), source)

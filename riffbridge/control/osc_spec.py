@@ -68,8 +68,8 @@ OSC_SPEC: tuple[OscAddress, ...] = (
     OscAddress("/rb/clock", "s", "param", "tempo source", param="clock",
                choices=("internal", "midi", "link")),
     OscAddress("/rb/render", "", "command", "render the current point now"),
-    OscAddress("/rb/play", "", "command", "start device output"),
-    OscAddress("/rb/stop", "", "command", "stop device output"),
+    OscAddress("/rb/play", "", "command", "start playback (from the next quantum)"),
+    OscAddress("/rb/stop", "", "command", "stop playback (at the next quantum)"),
     OscAddress("/rb/preset", "s", "command", "recall a preset by name"),
     OscAddress("/rb/preset/save", "s", "command", "store the current settings as a preset"),
     OscAddress("/rb/subscribe", "i", "command",
@@ -87,10 +87,13 @@ OSC_SPEC: tuple[OscAddress, ...] = (
     OscAddress("/rb/status", "sffiii", "push",
                "state, bpm, alpha, queued renders, cached loops, audio underruns"),
     OscAddress("/rb/pong", "", "push", "answer to /rb/ping"),
-    OscAddress("/rb/clip", "sffi", "push", "a loop file was written: path, alpha, bpm, bars"),
-    OscAddress("/rb/playing", "fi", "push", "the device switched: alpha, bar"),
-    OscAddress("/rb/progress", "f", "push", "progress of the top render, 0..1"),
-    OscAddress("/rb/error", "ss", "push", "a message was refused: address, reason"),
+    OscAddress("/rb/clip", "sffi", "push",
+               "the loop to play from the next quantum, as a file: path, alpha, bpm, bars"),
+    OscAddress("/rb/playing", "fi", "push", "the engine switched loops: alpha, bar"),
+    OscAddress("/rb/progress", "f", "push", "progress of the render in flight, 0..1"),
+    OscAddress("/rb/error", "ss", "push",
+               "a message was refused (its address, the reason), or a render or file error "
+               "(render or files, the reason)"),
 )
 
 MAX_PROMPT_CHARS = 500

@@ -15,7 +15,9 @@ import queue
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -63,7 +65,9 @@ class EngineSettings:
     seed_dir: str | None = None
     setlist: tuple[tuple[str, str], ...] = ()
     render_timeout_s: float = 300.0
-    margin_s: float = 0.02  # a switch is cued at least this far ahead of the playhead
+    # A switch is cued at least one audio block plus this margin ahead of the playhead: the
+    # engine's turn (<= 5 ms) must fit before the callback reaches the boundary.
+    margin_s: float = 0.005
 
 
 @dataclass(frozen=True)
@@ -112,6 +116,11 @@ class Engine:
         self.rate = int(rate)
         self.settings = settings
         self.writer = writer
+        self._files: queue.Queue[tuple[LoopKey, str]] = queue.Queue()
+        self._paths: dict[LoopKey, str] = {}
+        self._announced: LoopKey | None = None
+        if writer is not None:
+            writer.on_written = self._file_written
         self.state = hub.state
         self.cache = LoopCache(settings.cache_mb)
         self.worker = RenderWorker(settings.worker, render_timeout_s=settings.render_timeout_s)
@@ -128,6 +137,7 @@ class Engine:
         self._segment: Segment | None = None  # what the last cue plays
         self._changed_at = (time.monotonic(), 0)
         self._forced: LoopKey | None = None
+        self._retry: dict[LoopKey, tuple[int, float]] = {}  # failures, not before (monotonic)
         self._next_auto: int | None = None
         self._last_reported_token = 0
         self._setlist_index = 0
@@ -139,11 +149,12 @@ class Engine:
         self.last_error = ""
 
     # -- lifecycle ------------------------------------------------------------------------------
-    def start(self, ready_timeout_s: float = 600.0) -> Engine:
+    def start(self, ready_timeout_s: float = 600.0,
+              cancelled: Callable[[], bool] | None = None) -> Engine:
         """Start the worker, wait for its model, then run the engine thread."""
         self.worker.start()
         try:
-            self.worker.wait_ready(ready_timeout_s)
+            self.worker.wait_ready(ready_timeout_s, cancelled)
         except Exception:
             self.worker.close()
             raise
@@ -169,6 +180,11 @@ class Engine:
         self.close()
 
     # -- inputs from other threads --------------------------------------------------------------
+    def _file_written(self, path: Path, loop: Loop, key: Any) -> None:
+        """The writer's thread: a loop's file has landed."""
+        if isinstance(key, LoopKey):
+            self._files.put((key, str(path)))
+
     def clock_sync(self, sync: ClockSync) -> None:
         """An external clock's phase (MIDI start/position, Link); thread-safe."""
         self._clock_events.put(sync)
@@ -198,6 +214,13 @@ class Engine:
                 break
         for msg in self.worker.poll():
             self._on_worker(msg)
+        while True:
+            try:
+                key, path = self._files.get_nowait()
+            except queue.Empty:
+                break
+            self._paths[key] = path
+            self._announce()
         self._feed_worker()
         self._auto_walk()
         self._update_playback()
@@ -212,6 +235,10 @@ class Engine:
             from riffbridge.engine.plan import key_for
 
             self._forced = key_for(self.state, None, self.settings.grid)
+        if "bpm" in change.changed and self.state.clock != "internal":
+            # An external clock sets the grid now; the loop playing keeps its own length until
+            # the loop at the new tempo lands (the internal clock moves the grid with that loop).
+            self.grid = self.grid.with_tempo(self.state.bpm, self.player.frame)
         if "clock" in change.changed or "bpm" in change.changed:
             log.info("tempo %.2f BPM (%s clock)", self.state.bpm, self.state.clock)
 
@@ -238,10 +265,16 @@ class Engine:
             k = msg.key
             loop = Loop(msg.audio, 44100, k.bpm, k.bars, k.beats_per_bar, msg.metadata)
             self.cache.put(CachedLoop(msg.key, loop, frames), keep=self._playing_keys())
+            self._retry.pop(msg.key, None)
             if self.writer is not None:
-                self.writer.submit(loop)
+                self.writer.submit(loop, msg.key)
+            if len(self._paths) > 4 * len(self.cache) + 16:  # forget files of evicted loops
+                self._paths = {k: p for k, p in self._paths.items() if k in self.cache}
         elif isinstance(msg, Failed):
             self._report(msg.error)
+            if msg.key is not None:  # back off: 1, 2, 4 ... 60 s before that loop is tried again
+                count = self._retry.get(msg.key, (0, 0.0))[0] + 1
+                self._retry[msg.key] = (count, time.monotonic() + min(60.0, 2.0 ** (count - 1)))
 
     def _report(self, error: str) -> None:
         self.errors += 1
@@ -264,7 +297,9 @@ class Engine:
         if self._forced is not None:
             key, self._forced = self._forced, None
         else:
-            missing = [k for k in self.wanted() if k not in self.cache]
+            now = time.monotonic()
+            missing = [k for k in self.wanted() if k not in self.cache
+                       and self._retry.get(k, (0, 0.0))[1] <= now]
             if not missing:
                 return
             key = missing[0]
@@ -312,7 +347,7 @@ class Engine:
             return
         player = self.player
         pending = self._pending
-        earliest = player.frame + int(self.settings.margin_s * self.rate) + 2 * self.block
+        earliest = player.frame + self.block + int(self.settings.margin_s * self.rate)
         replace_pending = pending is not None and pending.token > player.applied_token
         if replace_pending and pending is not None and pending.at <= earliest:
             return  # the pending switch is about to sound: cue the next one after it
@@ -334,9 +369,22 @@ class Engine:
         self._segment = segment
         self._sounding = identity
         player.cue = cue
+        self._announce()
         requested_time, requested_frame = self._changed_at
         self.switches.append(Switch(self._token, segment.label if segment else "silence",
                                     requested_time, requested_frame, at, q))
+
+    def _announce(self) -> None:
+        """/rb/clip: the file of the loop about to sound (exact renders only: a blend has no
+        file), once per switch, as soon as both the cue and the file exist."""
+        if self._sounding is None or self._sounding[1] is not None:
+            return
+        key = self._sounding[0]
+        path = self._paths.get(key)
+        if path is None or key == self._announced:
+            return
+        self._announced = key
+        self.hub.push("/rb/clip", path, float(key.alpha), float(key.bpm), int(key.bars))
 
     def _report_switches(self) -> None:
         token = self.player.applied_token

@@ -16,8 +16,10 @@ import logging
 import multiprocessing as mp
 import os
 import queue
+import signal
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -149,6 +151,10 @@ def _render(renderer: Any, settings: WorkerSettings, req: RenderRequest, results
 def worker_main(settings: WorkerSettings, requests: Any, results: Any) -> None:
     """The worker process: load the model, then render requests until a None arrives."""
     logging.basicConfig(level=logging.WARNING, format="render worker: %(message)s")
+    # Ctrl-C in a terminal reaches the whole process group: the engine decides when the worker
+    # stops (it finishes or drops the render in flight), not the keyboard.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = os.getppid()
     if settings.nice and hasattr(os, "nice"):
         # Rendering is the work that can wait: on a busy machine the audio threads (the engine
         # process, the audio server) get the CPU first. The GPU does not care.
@@ -164,9 +170,18 @@ def worker_main(settings: WorkerSettings, requests: Any, results: Any) -> None:
     except Exception as exc:
         results.put(Failed(None, f"loading {settings.model}: {exc}", fatal=True))
         return
+    with contextlib.suppress(Exception):  # the tiny model's float32 notes are noise, not news
+        from diffusers.utils import logging as diffusers_logging
+
+        diffusers_logging.set_verbosity_error()
     results.put(Ready(settings.model, str(renderer.device), os.getpid()))
     while True:
-        req = requests.get()
+        try:
+            req = requests.get(timeout=1.0)
+        except queue.Empty:
+            if os.getppid() != parent:  # the engine died without a word: do not linger
+                return
+            continue
         if req is None:
             return
         try:
@@ -182,7 +197,9 @@ class RenderWorker:
     """Runs ``worker_main`` in a spawned process; restarts it when it dies or hangs.
 
     Owned by the engine thread. ``submit`` only when ``idle``; ``poll`` returns the messages that
-    arrived (and a ``Failed`` for a death or a hang it noticed)."""
+    arrived (and a ``Failed`` for a death or a hang it noticed). A hang is a render in flight
+    with no progress message for ``render_timeout_s``: a slow first render (warm-up, a big model
+    on a CPU) still reports progress every step and is not killed."""
 
     def __init__(self, settings: WorkerSettings, *, render_timeout_s: float = 300.0,
                  restart_delay_s: float = 1.0) -> None:
@@ -222,10 +239,13 @@ class RenderWorker:
         return (self.ready is not None and self.in_flight is None and self.fatal is None
                 and self._proc is not None and self._proc.is_alive())
 
-    def wait_ready(self, timeout: float) -> Ready:
-        """Block until the model has loaded; raise RenderError with the worker's reason."""
+    def wait_ready(self, timeout: float, cancelled: Callable[[], bool] | None = None) -> Ready:
+        """Block until the model has loaded; raise RenderError with the worker's reason, or
+        when ``cancelled()`` turns true (a stop asked for during a long load)."""
         deadline = time.monotonic() + timeout
         while self.ready is None:
+            if cancelled is not None and cancelled():
+                raise RenderError(f"stopped while loading {self.settings.model}")
             left = deadline - time.monotonic()
             if left <= 0:
                 raise RenderError(f"the render worker did not load {self.settings.model} "
@@ -257,6 +277,8 @@ class RenderWorker:
         except (EOFError, OSError):  # the queue's pipe broke with the process
             pass
         for msg in out:
+            if isinstance(msg, Progress):
+                self._sent_at = time.monotonic()  # a sign of life: the stall clock restarts
             if isinstance(msg, Ready):
                 self.ready = msg
             elif isinstance(msg, (Rendered, Failed)):
@@ -285,7 +307,8 @@ class RenderWorker:
         what = (f"rendering alpha {lost.key.alpha:g}" if lost is not None
                 else "idle" if self.ready is not None else f"loading {self.settings.model}")
         if hung:
-            reason = f"render worker stalled for over {self.render_timeout_s:.0f} s ({what})"
+            reason = (f"render worker stalled: no progress for {self.render_timeout_s:.0f} s "
+                      f"({what})")
             self._kill()
         else:
             reason = f"render worker died (exit code {self._proc.exitcode}) while {what}"

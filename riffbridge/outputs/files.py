@@ -42,6 +42,9 @@ RUN_FORMAT = "%Y-%m-%d_%H-%M-%S"
 NAME_RE = re.compile(r"^(\d{4})_.*\.wav$")
 
 
+FILE_MODE = 0o644
+
+
 def slugify(text: str, limit: int = 40) -> str:
     """'Funky Synth Solo!' -> 'funky-synth-solo'; 'loop' when nothing is left."""
     ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
@@ -81,6 +84,8 @@ def _stage(final: Path, data: bytes) -> Path:
         raise OutputError(_describe(exc, final)) from None
     try:
         try:
+            # mkstemp makes owner-only files; loops are for the DAW and other users to read.
+            os.fchmod(fd, FILE_MODE)
             _write_all(fd, data)
             os.fsync(fd)
         finally:

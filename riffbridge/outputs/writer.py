@@ -1,6 +1,7 @@
 """Writes loops to the output folder on its own thread, so disk time never holds up the engine.
 
-``submit(loop)`` queues; ``on_written(path, loop)`` is called after each file lands. ``close()``
+``submit(loop, tag)`` queues; ``on_written(path, loop, tag)`` is called after each file lands
+(``tag``: whatever the caller uses to know the loop again, the engine's loop key). ``close()``
 finishes every queued file before it returns (a clean shutdown loses nothing already rendered).
 A failed write is logged and reported through ``on_error``; the writer keeps going.
 """
@@ -12,6 +13,7 @@ import queue
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from riffbridge.errors import OutputError
 from riffbridge.loops.types import Loop
@@ -22,12 +24,12 @@ log = logging.getLogger(__name__)
 
 class LoopWriter:
     def __init__(self, folder: OutputFolder,
-                 on_written: Callable[[Path, Loop], None] | None = None,
+                 on_written: Callable[[Path, Loop, Any], None] | None = None,
                  on_error: Callable[[str], None] | None = None) -> None:
         self.folder = folder
         self.on_written = on_written
         self.on_error = on_error
-        self._queue: queue.Queue[Loop | None] = queue.Queue()
+        self._queue: queue.Queue[tuple[Loop, Any] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="riffbridge-writer", daemon=True)
         self._closed = False
         self.written = 0
@@ -36,9 +38,9 @@ class LoopWriter:
         self._thread.start()
         return self
 
-    def submit(self, loop: Loop) -> None:
+    def submit(self, loop: Loop, tag: Any = None) -> None:
         if not self._closed:
-            self._queue.put(loop)
+            self._queue.put((loop, tag))
 
     @property
     def pending(self) -> int:
@@ -46,9 +48,10 @@ class LoopWriter:
 
     def _run(self) -> None:
         while True:
-            loop = self._queue.get()
-            if loop is None:
+            item = self._queue.get()
+            if item is None:
                 return
+            loop, tag = item
             try:
                 path = self.folder.write(loop)
             except (OutputError, OSError) as exc:
@@ -59,7 +62,7 @@ class LoopWriter:
             self.written += 1
             if self.on_written is not None:
                 try:
-                    self.on_written(path, loop)
+                    self.on_written(path, loop, tag)
                 except Exception:
                     log.exception("on_written failed for %s", path)
 

@@ -1,0 +1,209 @@
+"""Engine benchmarks: command -> audible switch latency, and memory over a long run.
+
+    python benchmarks/bench_engine.py latency [--model tiny] [--device cpu] [--audio-out none]
+    python benchmarks/bench_engine.py memory --minutes 10 [--cache-mb 64]
+
+Latency: the engine runs for real (render worker process, planner, player) with the stream
+paced at the audio rate (or a real device with --audio-out). A "cached" trial moves alpha to a
+grid point that is already rendered; an "uncached" trial changes the seed, so the loop must be
+rendered first. For each trial the figures are: how far the switch landed after the first
+quantum boundary at or after the command (in audio blocks; the target is at most one), and the
+time from the command to the first audible frame of the new loop.
+
+Memory: random control changes (alpha, prompts, seeds, gain, tempo) every half second for the
+given minutes, with loops written to a temporary folder; the resident memory of the engine
+process and of the render worker is printed every 30 s, with the growth over the second half.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from riffbridge.control.hub import Hub
+from riffbridge.engine.engine import Engine, EngineSettings
+from riffbridge.engine.plan import key_for
+from riffbridge.engine.player import Player
+from riffbridge.engine.worker import WorkerSettings
+from riffbridge.outputs.audio_stream import DeviceStream, PacedStream
+from riffbridge.state import EngineState, SetParam
+
+RATE = 44100
+
+
+def rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def wait_for(check: Any, timeout: float) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if check():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def open_stream(args: argparse.Namespace, player: Player) -> Any:
+    if args.audio_out == "none":
+        return PacedStream(RATE, player.fill, blocksize=args.blocksize)
+    from riffbridge.outputs.devices import find_output
+
+    dev = find_output(None if args.audio_out == "default" else args.audio_out)
+    return DeviceStream(dev.index, RATE, player.fill, blocksize=args.blocksize)
+
+
+def frame_time(player: Player, frame: int) -> float:
+    stamp_frame, stamp_time = player.stamp
+    return float(stamp_time + (frame - stamp_frame) / RATE)
+
+
+def trial(hub: Hub, engine: Engine, command: Any, timeout: float
+          ) -> tuple[float, float, float]:
+    """Submit ``command`` at a random phase. Returns (blocks after the boundary, seconds from
+    the command to the audible switch, seconds from the command to the loop being ready). The
+    boundary is the first one at or after the moment the loop was ready (the command, when it
+    was cached)."""
+    player = engine.player
+    time.sleep(random.uniform(0.0, 2.0))  # a random point in the bar
+    before = player.applied_token
+    t0 = time.monotonic()
+    frame0 = int(player.stamp[0] + (t0 - player.stamp[1]) * RATE)
+    hub.submit(command)
+    key = key_for(hub.state)
+    ready_at, ready_frame = t0, frame0
+    if key not in engine.cache:
+        if not wait_for(lambda: key in engine.cache, timeout):
+            raise RuntimeError("the loop was not rendered in time")
+        ready_at = time.monotonic()
+        ready_frame = int(player.stamp[0] + (ready_at - player.stamp[1]) * RATE)
+    q = 4  # quantum: a bar of 4/4
+    boundary, _ = engine.grid.next_boundary(ready_frame, q)
+    if not wait_for(lambda: player.applied_token > before
+                    and player.applied_at >= boundary - 1, 10):
+        raise RuntimeError("the switch did not sound in time")
+    at = player.applied_at
+    return (at - boundary) / engine.block, frame_time(player, at) - t0, ready_at - t0
+
+
+def latency(args: argparse.Namespace) -> None:
+    state = EngineState(steps=args.steps, bars=1, playing=True, quantum="bar", xfade=0.01)
+    hub = Hub(state)
+    player = Player()
+    settings = EngineSettings(worker=WorkerSettings(args.model, args.device, args.dtype),
+                              lookahead=1)
+    engine = Engine(hub, player, RATE, settings, block=args.blocksize)
+    with open_stream(args, player) as stream, engine:
+        ready = engine.worker.ready
+        print(f"engine: {args.model} on {ready.device if ready else '?'}, audio {stream.name}, "
+              f"block {args.blocksize} ({args.blocksize / RATE * 1e3:.1f} ms), "
+              f"quantum 1 bar = 2.0 s at 120 BPM")
+        wait_for(lambda: key_for(hub.state, 0.125) in engine.cache
+                 and key_for(hub.state, 0.0) in engine.cache, 300)
+        cached = []
+        for i in range(args.trials):
+            alpha = 0.125 if i % 2 == 0 else 0.0
+            cached.append(trial(hub, engine, SetParam("alpha", alpha), 10))
+        uncached = []
+        for i in range(args.trials):
+            wait_for(lambda: engine.worker.idle, 300)
+            uncached.append(trial(hub, engine, SetParam("seed_a", 1000 + i), 300))
+            wait_for(lambda: engine.worker.idle, 300)
+    for name, rows in (("cached", cached), ("uncached", uncached)):
+        blocks = [b for b, _, _ in rows]
+        secs = [s for _, s, _ in rows]
+        ready = [r for _, _, r in rows]
+        print(f"{name:9s} n={len(rows)}  blocks after the boundary: max {max(blocks):.2f}, "
+              f"median {statistics.median(blocks):.2f}  |  command -> loop ready: median "
+              f"{statistics.median(ready):.3f} s, max {max(ready):.3f} s  |  command -> "
+              f"audible: median {statistics.median(secs):.3f} s, max {max(secs):.3f} s")
+    renders = [s for s in [engine.last_render_s] if s]
+    print(f"last render {renders[0] if renders else float('nan'):.3f} s "
+          f"(render worker, whole loop incl. shaping); underruns {player.underruns}")
+
+
+def memory(args: argparse.Namespace) -> None:
+    from riffbridge.outputs.files import OutputFolder
+    from riffbridge.outputs.writer import LoopWriter
+
+    rng = random.Random(7)
+    prompts = ["funk drums", "jazz piano", "ambient pad", "techno kick", "dub bass", "choir"]
+    state = EngineState(steps=args.steps, bars=1, playing=True, quantum="beat")
+    hub = Hub(state)
+    player = Player()
+    settings = EngineSettings(worker=WorkerSettings(args.model, args.device, args.dtype),
+                              cache_mb=args.cache_mb)
+    with tempfile.TemporaryDirectory() as tmp:
+        writer = LoopWriter(OutputFolder(tmp)).start()
+        engine = Engine(hub, player, RATE, settings, writer=writer, block=args.blocksize)
+        with open_stream(args, player), engine:
+            started = time.monotonic()
+            end = started + args.minutes * 60
+            next_report = started
+            rows = []
+            changes = 0
+            while time.monotonic() < end:
+                name, value = rng.choice([
+                    ("alpha", round(rng.random(), 3)), ("alpha", round(rng.random(), 3)),
+                    ("prompt_a", rng.choice(prompts)), ("prompt_b", rng.choice(prompts)),
+                    ("seed_a", rng.randrange(50)), ("gain_db", round(rng.uniform(-12, 0), 1)),
+                    ("bpm", rng.choice([100.0, 120.0, 128.0]))])
+                hub.submit(SetParam(name, value), source="bench")
+                changes += 1
+                now = time.monotonic()
+                if now >= next_report:
+                    worker_pid = engine.worker.pid or 0
+                    row = (now - started, rss_mb(os.getpid()), rss_mb(worker_pid),
+                           engine.cache.nbytes / 2**20, len(engine.cache), engine.renders)
+                    rows.append(row)
+                    print(f"t={row[0]:6.0f} s  engine RSS {row[1]:7.1f} MB  worker RSS "
+                          f"{row[2]:7.1f} MB  cache {row[3]:5.1f} MB ({row[4]} loops)  "
+                          f"renders {row[5]}  changes {changes}", flush=True)
+                    next_report = now + 30
+                time.sleep(0.5)
+            status = engine.status()
+        writer.close()
+    half = [r for r in rows if r[0] >= args.minutes * 30]
+    if len(half) >= 2:
+        print(f"second half: engine RSS {half[0][1]:.1f} -> {half[-1][1]:.1f} MB, worker "
+              f"{half[0][2]:.1f} -> {half[-1][2]:.1f} MB; cache bound {args.cache_mb:g} MB, "
+              f"evictions {engine.cache.evictions}, written {writer.written}, "
+              f"underruns {status.underruns}, errors {status.errors}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("mode", choices=("latency", "memory"))
+    p.add_argument("--model", default="tiny")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", default="auto")
+    p.add_argument("--audio-out", default="none")
+    p.add_argument("--blocksize", type=int, default=512)
+    p.add_argument("--steps", type=int, default=4)
+    p.add_argument("--trials", type=int, default=10)
+    p.add_argument("--minutes", type=float, default=10.0)
+    p.add_argument("--cache-mb", type=float, default=64.0)
+    args = p.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.mode == "latency":
+        latency(args)
+    else:
+        memory(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
