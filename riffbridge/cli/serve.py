@@ -121,7 +121,8 @@ def _initial_state(conf: Any) -> Any:
     from riffbridge.loops.patterns import GROOVES
     from riffbridge.state import EngineState, coerce
 
-    params = {"prompt_a": ("prompt", conf.prompt), "prompt_b": ("prompt-b", conf.prompt_b),
+    prompt_a, prompt_b = conf.setlist[0] if conf.setlist else (conf.prompt, conf.prompt_b)
+    params = {"prompt_a": ("prompt", prompt_a), "prompt_b": ("prompt-b", prompt_b),
               "seed_a": ("seed", conf.seed), "seed_b": ("seed-b", conf.seed_b),
               "bpm": ("bpm", conf.bpm), "bars": ("bars", conf.bars),
               "beats_per_bar": ("beats-per-bar", conf.beats_per_bar),
@@ -235,7 +236,8 @@ def _run(conf: Any, hub: Any, device: Any, folder: Any, stop: threading.Event,
         if conf.autoplay:
             hub.submit(Play(), source="engine")
         _print_block(conf, engine.worker.ready, stream, rate, osc, folder, midi_line, link_line)
-        _wait(stop, engine, for_seconds)
+        clocks = _ClockSources(conf, hub, engine, inputs, link_running=conf.clock == "link")
+        _wait(stop, engine, for_seconds, clocks.check)
         print("\nriffbridge: stopping (Ctrl-C again to force)", flush=True)
     status = engine.status()
     files = writer.written if writer is not None else 0
@@ -281,6 +283,39 @@ def _open_link(conf: Any, hub: Any, engine: Any, stack: contextlib.ExitStack) ->
     return "on"
 
 
+class _ClockSources:
+    """/rb/clock can change the tempo source live: Link is joined on demand; a source that
+    cannot run (no aalink, no MIDI input) is refused on /rb/error and the clock goes back to
+    internal, so /rb/bpm works again. Checked from the main thread."""
+
+    def __init__(self, conf: Any, hub: Any, engine: Any, stack: contextlib.ExitStack,
+                 link_running: bool) -> None:
+        self.conf, self.hub, self.engine, self.stack = conf, hub, engine, stack
+        self.link_running = link_running
+
+    def _refuse(self, reason: str) -> None:
+        from riffbridge.state import SetParam
+
+        log.error("/rb/clock: %s", reason)
+        self.hub.push("/rb/error", "/rb/clock", reason)
+        with contextlib.suppress(Exception):
+            self.hub.submit(SetParam("clock", "internal"), source="engine")
+
+    def check(self) -> None:
+        clock = self.hub.state.clock
+        if clock == "midi" and not self.conf.midi_in:
+            self._refuse("clock midi needs a MIDI input: start riffbridge with --midi-in NAME")
+        elif clock == "link" and not self.link_running:
+            from dataclasses import replace
+
+            try:
+                _open_link(replace(self.conf, clock="link", bpm=self.hub.state.bpm), self.hub,
+                           self.engine, self.stack)
+                self.link_running = True
+            except Exception as exc:
+                self._refuse(str(exc))
+
+
 def _print_block(conf: Any, ready: Any, stream: Any, rate: int, osc: Any, folder: Any,
                  midi: str, link: str) -> None:
     host, port = osc.address
@@ -308,7 +343,8 @@ def _status_line(engine: Any) -> str:
     return line
 
 
-def _wait(stop: threading.Event, engine: Any, for_seconds: float | None) -> None:
+def _wait(stop: threading.Event, engine: Any, for_seconds: float | None,
+          check: Callable[[], None] | None = None) -> None:
     tty = sys.stdout.isatty()
     started = time.monotonic()
     last_line = 0.0
@@ -317,6 +353,8 @@ def _wait(stop: threading.Event, engine: Any, for_seconds: float | None) -> None
         now = time.monotonic()
         if for_seconds is not None and now - started >= for_seconds:
             return
+        if check is not None:
+            check()
         if engine.worker.fatal and engine.worker.fatal != fatal:  # once, not every second
             fatal = engine.worker.fatal
             log.error("the render worker cannot run: %s", fatal)
