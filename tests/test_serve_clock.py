@@ -42,3 +42,48 @@ def test_a_setlist_starts_on_its_first_pair():
     state = _initial_state(build(flags={"setlist": [["dub techno", "acid house"],
                                                      ["acid house", "ambient"]]}))
     assert (state.prompt_a, state.prompt_b) == ("dub techno", "acid house")
+
+
+def test_midi_transport_starts_and_stops_playback_under_the_midi_clock():
+    import mido
+
+    from riffbridge.cli.serve import _open_midi
+    from riffbridge.control.midi_port import MidiControl
+
+    hub = Hub()
+    hub.submit(SetParam("clock", "midi"))
+    synced: list = []
+
+    class FakeEngine:  # only the clock_sync edge: the engine's own tests cover the grid
+        def clock_sync(self, sync):
+            synced.append(sync)
+
+    captured: dict = {}
+
+    class FakeInput:
+        def __init__(self, control, **kwargs):
+            captured["control"] = control
+            self.port_names = ["test"]
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return None
+
+    import riffbridge.control.midi_port as midi_port
+
+    original = midi_port.MidiInput
+    midi_port.MidiInput = FakeInput  # the port needs a MIDI system; the wiring does not
+    try:
+        with contextlib.ExitStack() as stack:
+            _open_midi(build(flags={"midi_in": "test"}), hub, FakeEngine(), stack)
+    finally:
+        midi_port.MidiInput = original
+    control: MidiControl = captured["control"]
+    control(mido.Message("start"), 1.0)
+    assert hub.state.playing and synced and synced[-1].beat == 0.0
+    control(mido.Message("stop"), 2.0)
+    assert not hub.state.playing
+    control(mido.Message("continue"), 3.0)
+    assert hub.state.playing

@@ -252,10 +252,17 @@ def _open_midi(conf: Any, hub: Any, engine: Any, stack: contextlib.ExitStack) ->
     from riffbridge.control.midi_map import DEFAULT_MAP, MidiMapper, load_map
     from riffbridge.control.midi_port import MidiControl, MidiInput
     from riffbridge.engine.engine import ClockSync
+    from riffbridge.state import Play, Stop
 
     def on_clock(event: Any) -> None:
-        if hub.state.clock == "midi" and event.kind in ("start", "position", "continue"):
+        if hub.state.clock != "midi":
+            return
+        if event.kind in ("start", "position", "continue"):
             engine.clock_sync(ClockSync(event.beat, event.time, None, "midi"))
+        # The DAW's transport runs the show: its start/continue play, its stop stops.
+        if event.kind in ("start", "continue", "stop"):
+            with contextlib.suppress(Exception):
+                hub.submit(Stop() if event.kind == "stop" else Play(), source="midi")
 
     control = MidiControl(hub, MidiMapper(load_map(conf.midi_map or DEFAULT_MAP)), on_clock)
     virtual = conf.midi_in == "virtual"
