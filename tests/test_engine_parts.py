@@ -188,3 +188,16 @@ def test_player_counts_underruns_and_ignores_old_tokens():
     player.fill(buf)
     assert buf[1, 0] == 65.0  # token 1 was applied: the repeat is ignored
     assert math.isclose(player.stamp[0], 64)
+
+
+def test_the_unused_side_does_not_change_the_key_at_the_ends():
+    at_a = key_for(EngineState(alpha=0.0))
+    assert key_for(EngineState(alpha=0.0, prompt_b="ambient", seed_b=7)) == at_a
+    assert hash(key_for(EngineState(alpha=0.0, prompt_b="ambient"))) == hash(at_a)
+    at_b = key_for(EngineState(alpha=1.0))
+    assert key_for(EngineState(alpha=1.0, prompt_a="techno", seed_a=9)) == at_b
+    assert key_for(EngineState(alpha=0.5, prompt_b="ambient")) != key_for(EngineState(alpha=0.5))
+    assert key_for(EngineState(alpha=0.0, prompt_a="x")) != at_a
+    # neighbours keep both sides
+    assert at_a.at(0.5) == key_for(EngineState(alpha=0.5))
+    assert at_a.at(0.5).prompt_b == EngineState().prompt_b

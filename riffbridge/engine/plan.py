@@ -20,7 +20,7 @@ DEFAULT_GRID = 8  # alpha steps per unit: eighths
 LOOKAHEAD = 3  # grid points planned past the current one in the knob's direction
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class LoopKey:
     """Everything that makes a loop sound the way it does. The render cache key."""
 
@@ -38,12 +38,24 @@ class LoopKey:
     beats_per_bar: int
     pattern: str
 
+    def _identity(self) -> tuple[object, ...]:
+        # At the ends of the path one side has no part in the sound (the embeddings' lerp and
+        # the noise's slerp give exactly A at 0 and exactly B at 1), so it is left out of the
+        # identity: a new prompt B while alpha sits at 0 keeps the loop that plays, and its
+        # cache entry. The fields stay, so neighbours (``at``) keep both sides.
+        a = ("", 0) if self.alpha == 1.0 else (self.prompt_a, self.seed_a)
+        b = ("", 0) if self.alpha == 0.0 else (self.prompt_b, self.seed_b)
+        return (*a, *b, self.negative, self.alpha, self.denoise, self.guidance, self.steps,
+                self.bpm, self.bars, self.beats_per_bar, self.pattern)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, LoopKey) and self._identity() == other._identity()
+
+    def __hash__(self) -> int:
+        return hash(self._identity())
+
     def at(self, alpha: float) -> LoopKey:
         return replace(self, alpha=alpha)
-
-    def path(self) -> LoopKey:
-        """The key with alpha zeroed: equal for all points between the same two styles."""
-        return replace(self, alpha=0.0)
 
 
 def snap(alpha: float, grid: int = DEFAULT_GRID) -> float:

@@ -131,7 +131,7 @@ def _jsonable(value: Any) -> Any:
 
 
 def _prompt_of(metadata: Mapping[str, Any]) -> str:
-    prompt = metadata.get("prompt")
+    prompt = metadata.get("prompt") or metadata.get("prompt_b")
     if not prompt:
         prompts = metadata.get("prompts")
         if isinstance(prompts, list | tuple) and prompts:
