@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
-import subprocess
 import time
 from pathlib import Path
 
 import mido
 import pytest
+from jack_check import NO_JACK, jack_running
 
 from riffbridge.control.hub import Hub
 from riffbridge.control.midi_clock import PPQN, ClockEvent, MidiClock
@@ -148,18 +147,10 @@ def test_clock_tempo_reaches_the_hub_only_when_the_clock_is_midi() -> None:
     assert hub.state.bpm == pytest.approx(100.0, abs=0.01)
 
 
-def _jack_running() -> bool:
-    if os.environ.get("RIFFBRIDGE_JACK") == "1":
-        return True
-    if not shutil.which("jack_lsp"):
-        return False
-    result = subprocess.run(["jack_lsp"], capture_output=True, timeout=10)
-    return result.returncode == 0
 
 
 @pytest.mark.jack
-@pytest.mark.skipif(not _jack_running(), reason="no JACK server running (CI starts one: "
-                    "jackd --no-realtime -d dummy)")
+@pytest.mark.skipif(not jack_running(), reason=NO_JACK)
 def test_a_virtual_jack_port_drives_the_hub(tmp_path: Path) -> None:
     hub = Hub()
     name = f"riffbridge-test-{os.getpid()}"

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from jack_check import NO_JACK, jack_running
 
 from riffbridge.cli import main
 from riffbridge.errors import DeviceError
@@ -23,13 +24,6 @@ from riffbridge.outputs.devices import AudioDevice, find_output, list_outputs
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _jack_running() -> bool:
-    if os.environ.get("RIFFBRIDGE_JACK") == "1":
-        return True
-    if not shutil.which("jack_lsp"):
-        return False
-    result = subprocess.run(["jack_lsp"], capture_output=True, timeout=10)
-    return result.returncode == 0
 
 
 def _portaudio_loads() -> bool:
@@ -40,8 +34,7 @@ def _portaudio_loads() -> bool:
     return True
 
 
-JACK = _jack_running()
-NO_JACK = "no JACK server running (CI starts one: jackd --no-realtime -d dummy)"
+JACK = jack_running()
 
 
 def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:

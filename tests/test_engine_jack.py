@@ -10,14 +10,13 @@ between switches is the rendered loop, sample for sample.
 from __future__ import annotations
 
 import itertools
-import shutil
-import subprocess
 import threading
 import time
 
 import numpy as np
 import pytest
 from engine_helpers import wait_for
+from jack_check import NO_JACK, jack_running
 from scipy import signal
 
 from riffbridge.control.hub import Hub
@@ -31,19 +30,11 @@ RATE = 44100
 RUN_S = 30.0
 
 
-def _jack_running() -> bool:
-    if not shutil.which("jack_lsp"):
-        return False
-    try:
-        return subprocess.run(["jack_lsp"], capture_output=True, timeout=10).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
 
 
 pytestmark = [
     pytest.mark.jack,
-    pytest.mark.skipif(not _jack_running(), reason="no JACK server running (CI starts one: "
-                       "jackd --no-realtime -d dummy -r 44100 -p 1024)"),
+    pytest.mark.skipif(not jack_running(), reason=NO_JACK),
 ]
 
 
