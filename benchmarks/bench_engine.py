@@ -103,7 +103,8 @@ def latency(args: argparse.Namespace) -> None:
     state = EngineState(steps=args.steps, bars=1, playing=True, quantum="bar", xfade=0.01)
     hub = Hub(state)
     player = Player()
-    settings = EngineSettings(worker=WorkerSettings(args.model, args.device, args.dtype),
+    settings = EngineSettings(worker=WorkerSettings(args.model, args.device, args.dtype,
+                                                       cuda_graphs=args.cuda_graphs),
                               lookahead=1)
     engine = Engine(hub, player, RATE, settings, block=args.blocksize)
     with open_stream(args, player) as stream, engine:
@@ -144,7 +145,8 @@ def memory(args: argparse.Namespace) -> None:
     state = EngineState(steps=args.steps, bars=1, playing=True, quantum="beat")
     hub = Hub(state)
     player = Player()
-    settings = EngineSettings(worker=WorkerSettings(args.model, args.device, args.dtype),
+    settings = EngineSettings(worker=WorkerSettings(args.model, args.device, args.dtype,
+                                                       cuda_graphs=args.cuda_graphs),
                               cache_mb=args.cache_mb)
     with tempfile.TemporaryDirectory() as tmp:
         writer = LoopWriter(OutputFolder(tmp)).start()
@@ -190,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="tiny")
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="auto")
+    p.add_argument("--cuda-graphs", action="store_true")
     p.add_argument("--audio-out", default="none")
     p.add_argument("--blocksize", type=int, default=512)
     p.add_argument("--steps", type=int, default=4)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from riffbridge.render.bench import BenchConfig, format_table, run_bench
+from riffbridge.render.bench import BenchConfig, format_table, run_bench, variant_name
 
 
 def main() -> int:
@@ -24,6 +24,7 @@ def main() -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--quick", action="store_true", help="skip the torch.compile variants")
+    ap.add_argument("--only", default="", help="run only variants whose name contains this")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     import torch
@@ -61,28 +62,42 @@ def main() -> int:
     def renderer(cfg: BenchConfig) -> Renderer:
         return Renderer(comps, device=args.device, dtype=cfg.dtype, max_batch=cfg.batch,
                         sdpa=cfg.sdpa, channels_last=cfg.channels_last,
-                        compile_unet=cfg.compile)
+                        compile_unet=cfg.compile, cuda_graphs=cfg.cuda_graphs)
 
+    dpm = dict(steps=20, scheduler="dpm++2m")
     plan = [
-        replace(base, sdpa=False),
         base,
         replace(base, batch=4),
-        replace(base, steps=20, scheduler="dpm++2m"),
-        replace(base, steps=20, scheduler="dpm++2m", batch=4),
+        replace(base, **dpm),
+        replace(base, **dpm, batch=4),
         replace(base, dtype="bf16"),
         replace(base, channels_last=True),
         replace(base, channels_last=True, batch=4),
+        # CUDA graphs: the step's ~1000 kernel launches become one replay.
+        replace(base, cuda_graphs=True),
+        replace(base, cuda_graphs=True, batch=4),
+        replace(base, cuda_graphs=True, **dpm),
+        replace(base, cuda_graphs=True, **dpm, batch=4),
     ]
     if not args.quick:
+        fast = dict(channels_last=True, compile=True, warmup=2)
         plan += [
-            replace(base, channels_last=True, compile=True, warmup=2),
-            replace(base, channels_last=True, compile=True, batch=4, warmup=2),
-            replace(base, channels_last=True, compile=True, steps=20, scheduler="dpm++2m",
-                    warmup=2),
-            replace(base, channels_last=True, compile=True, steps=20, scheduler="dpm++2m",
-                    batch=4, warmup=2),
+            replace(base, **fast),
+            replace(base, **fast, batch=4),
+            replace(base, **fast, **dpm),
+            replace(base, **fast, **dpm, batch=4),
+            replace(base, **fast, dtype="bf16"),
+            replace(base, **fast, cuda_graphs=True),
+            replace(base, **fast, cuda_graphs=True, batch=4),
+            replace(base, **fast, cuda_graphs=True, **dpm),
+            replace(base, **fast, cuda_graphs=True, **dpm, batch=4),
         ]
+    # Last: the Renderer sets the attention processor on the shared model both ways, but a
+    # plain-attention variant first once left every later variant on plain attention.
+    plan.append(replace(base, sdpa=False))
     for cfg in plan:
+        if args.only not in variant_name(cfg):
+            continue
         go(cfg, renderer(cfg))
         torch.cuda.empty_cache()
     print(f"device: {results[0].device_name if results else '?'}")

@@ -31,6 +31,7 @@ class ServeConfig:
     model: str = DEFAULT_MODEL
     device: str = "auto"
     dtype: str = "auto"
+    cuda_graphs: bool = False  # replay the UNet step as a CUDA graph (CUDA only)
     audio_out: str = "default"  # a device name or index, "default", or "none"
     out_dir: str = "out"  # "none": no files
     bpm: float = 120.0
@@ -177,4 +178,7 @@ def build(file: str | Path | None = None, flags: Mapping[str, Any] | None = None
         # riffbridge answer itself, refuse its own answer as unknown, and so on without end.
         raise ConfigError(f"--osc-port and --reply-port are both {conf.osc_port}: riffbridge "
                           f"would send its replies to itself; pick another --reply-port")
+    if conf.cuda_graphs and conf.device in ("cpu", "mps"):
+        raise ConfigError(f"cuda_graphs needs a CUDA device, device is {conf.device}: "
+                          "drop --cuda-graphs or use --device cuda")
     return conf

@@ -28,6 +28,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-sdpa", action="store_true", help="plain attention instead of SDPA")
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--compile", action="store_true", help="torch.compile the UNet")
+    p.add_argument("--cuda-graphs", action="store_true",
+                   help="replay the UNet step as a CUDA graph (CUDA only)")
     p.add_argument("--no-audio", action="store_true", help="skip the image -> audio stage")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=run)
@@ -45,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         dtype=args.dtype, steps=args.steps, denoise=args.denoise, guidance=args.guidance,
         scheduler=args.scheduler, batch=args.batch, width=args.width, runs=args.runs,
         warmup=args.warmup, sdpa=not args.no_sdpa, channels_last=args.channels_last,
-        compile=args.compile, audio=not args.no_audio)
+        compile=args.compile, cuda_graphs=args.cuda_graphs, audio=not args.no_audio)
     result = run_bench(cfg)
     if args.json:
         print(json.dumps(result.as_dict(), indent=1))

@@ -157,7 +157,7 @@ def _cached_snapshot(repo: str, patterns: list[str]) -> Path | None:
 
 
 def check_model(model: str) -> Check:
-    from riffbridge.render.model import DEFAULT_MODEL, _hf_cache_dir
+    from riffbridge.render.model import TOKENIZER_FIX, _hf_cache_dir, find_tokenizer
 
     if model in ("tiny", "sd15-random"):
         return Check("model", "ok", f"{model}: random weights, built in (makes noise, not music)")
@@ -166,12 +166,10 @@ def check_model(model: str) -> Check:
         if path.suffix.lower() not in (".ckpt", ".safetensors"):
             return Check("model", "fail", f"{path} is not a .ckpt or .safetensors file",
                          _model_fix(model))
-        tokenizers = (DEFAULT_MODEL, "openai/clip-vit-large-patch14")
-        if not any(_cached_snapshot(r, ["*tokenizer*", "*.txt", "*.json"]) for r in tokenizers):
+        if find_tokenizer(path) is None:
             return Check("model", "fail", f"{path}: a single checkpoint file carries no "
-                         f"tokenizer, and none is cached in {_hf_cache_dir()}",
-                         "run once with internet: `huggingface-cli download "
-                         "openai/clip-vit-large-patch14 --include '*.json' '*.txt'`")
+                         f"tokenizer, and none is next to it ({path.parent / 'tokenizer'}) or "
+                         f"cached in {_hf_cache_dir()}", TOKENIZER_FIX)
         return Check("model", "ok", f"{path} ({path.stat().st_size / 2**30:.1f} GiB)")
     if path.is_dir():
         missing = _folder_missing(path)

@@ -79,6 +79,7 @@ class WorkerSettings:
     device: str = "auto"
     dtype: str = "auto"
     scheduler: str = "default"
+    cuda_graphs: bool = False
     nice: int = 10  # the worker's CPU priority below the audio (POSIX nice increment)
 
 
@@ -163,7 +164,8 @@ def worker_main(settings: WorkerSettings, requests: Any, results: Any) -> None:
         from riffbridge.errors import ModelNotFoundError
         from riffbridge.render.riffuse import Renderer
 
-        renderer = Renderer(settings.model, device=settings.device, dtype=settings.dtype)
+        renderer = Renderer(settings.model, device=settings.device, dtype=settings.dtype,
+                            cuda_graphs=settings.cuda_graphs)
     except ModelNotFoundError as exc:
         results.put(Failed(None, str(exc), fatal=True))
         return

@@ -32,6 +32,7 @@ class BenchConfig:
     sdpa: bool = True
     channels_last: bool = False
     compile: bool = False
+    cuda_graphs: bool = False
     audio: bool = True
 
 
@@ -85,7 +86,7 @@ def run_bench(cfg: BenchConfig, renderer: Renderer | None = None) -> BenchResult
             model = build_random_sd15(device=resolve_device(cfg.device))
         renderer = Renderer(model, device=cfg.device, dtype=cfg.dtype, max_batch=cfg.batch,
                             sdpa=cfg.sdpa, channels_last=cfg.channels_last,
-                            compile_unet=cfg.compile)
+                            compile_unet=cfg.compile, cuda_graphs=cfg.cuda_graphs)
     image = seed_image(cfg.width)
     alphas = [i / max(cfg.batch, 1) for i in range(cfg.batch)]
     jobs = [RiffuseJob("funky jazz drums", "church organ", seed_a=1, seed_b=2, alpha=a,
@@ -127,15 +128,18 @@ def run_bench(cfg: BenchConfig, renderer: Renderer | None = None) -> BenchResult
     )
 
 
+def variant_name(c: BenchConfig) -> str:
+    return (f"{c.model} {c.dtype} b{c.batch} {c.scheduler} {c.steps}st"
+            f"{' cl' if c.channels_last else ''}{' compile' if c.compile else ''}"
+            f"{' graphs' if c.cuda_graphs else ''}{'' if c.sdpa else ' no-sdpa'}")
+
+
 def format_table(results: list[BenchResult]) -> str:
     head = ("variant", "text ms", "unet ms (steps)", "ms/step", "decode ms", "render ms",
             "audio ms", "s/clip", "clips/s", "x real time")
     rows = [head]
     for r in results:
-        c = r.config
-        name = (f"{c.model} {c.dtype} b{c.batch} {c.scheduler} {c.steps}st"
-                f"{' cl' if c.channels_last else ''}{' compile' if c.compile else ''}"
-                f"{'' if c.sdpa else ' no-sdpa'}")
+        name = variant_name(r.config)
         rows.append((name, f"{r.text_ms:.1f}", f"{r.unet_ms:.1f} ({r.unet_steps})",
                      f"{r.unet_ms_per_step:.2f}", f"{r.decode_ms:.1f}", f"{r.render_ms:.1f}",
                      f"{r.audio_ms:.1f}", f"{r.s_per_clip:.3f}", f"{r.clips_per_s:.2f}",

@@ -22,6 +22,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from riffbridge.errors import AudioFileError, ConfigError, RenderError
+from riffbridge.render.graphs import GraphedUNet, require_cuda
 from riffbridge.render.model import Components, load_components, resolve_device, resolve_dtype
 from riffbridge.render.seamless import set_time_tiling
 
@@ -165,25 +166,31 @@ class Renderer:
 
     def __init__(self, model: str | Components = "tiny", *, device: str = "auto",
                  dtype: str = "auto", max_batch: int = 4, sdpa: bool = True,
-                 channels_last: bool = False, compile_unet: bool = False) -> None:
+                 channels_last: bool = False, compile_unet: bool = False,
+                 cuda_graphs: bool = False) -> None:
         if max_batch <= 0:
             raise ConfigError(f"max_batch must be >= 1, got {max_batch}")
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
+        if cuda_graphs:
+            require_cuda(self.device)  # before the slow model load
         comps = model if isinstance(model, Components) else load_components(model)
         self.components = comps.to(self.device, self.dtype)
         self.max_batch = max_batch
-        if not sdpa:
-            from diffusers.models.attention_processor import AttnProcessor
+        # Both ways explicitly: the components may come from an earlier Renderer that set
+        # the other choice (a benchmark sweep shares one model between variants).
+        from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
 
-            comps.unet.set_attn_processor(AttnProcessor())
-            comps.vae.set_attn_processor(AttnProcessor())
-        if channels_last:
-            comps.unet.to(memory_format=torch.channels_last)
-            comps.vae.to(memory_format=torch.channels_last)
+        for module in (comps.unet, comps.vae):
+            module.set_attn_processor(AttnProcessor2_0() if sdpa else AttnProcessor())
+            module.to(memory_format=torch.channels_last if channels_last
+                      else torch.contiguous_format)
         self._unet_call: Any = comps.unet
         if compile_unet:
             self._unet_call = torch.compile(comps.unet)
+        self._graphed: GraphedUNet | None = None
+        if cuda_graphs:
+            self._graphed = GraphedUNet(self._unet_call, self.device)
         self._schedulers: dict[str, Any] = {}
         self._text_cache: dict[str, torch.Tensor] = {}
         self._latent_cache: dict[tuple[Any, bool], torch.Tensor] = {}
@@ -305,6 +312,8 @@ class Renderer:
             try:
                 images = self._render_batch([jobs[i] for i in batch], widths[batch[0]], tick)
             except torch.cuda.OutOfMemoryError:
+                if self._graphed is not None:
+                    self._graphed.clear()  # their memory pools may be what ran out
                 torch.cuda.empty_cache()
                 j = jobs[batch[0]]
                 raise RenderError(
@@ -365,8 +374,7 @@ class Renderer:
         with torch.inference_mode():
             for t in timesteps:
                 model_in = sched.scale_model_input(torch.cat([latents, latents]), t)
-                pred = self._unet_call(model_in.to(self.dtype), t,
-                                       encoder_hidden_states=embeddings).sample.float()
+                pred = self._unet_forward(model_in.to(self.dtype), t, embeddings).float()
                 pred_uncond, pred_cond = pred.chunk(2)
                 pred = pred_uncond + guidance * (pred_cond - pred_uncond)
                 latents = sched.step(pred, t, latents).prev_sample
@@ -383,6 +391,13 @@ class Renderer:
         self.timings = {"text_s": t1 - t0, "prepare_s": t2 - t1, "unet_s": t3 - t2,
                         "unet_steps": float(len(timesteps)), "decode_s": t4 - t3}
         return [Image.fromarray(a, mode="RGB") for a in arrays]
+
+    def _unet_forward(self, sample: torch.Tensor, t: torch.Tensor, context: torch.Tensor
+                      ) -> torch.Tensor:
+        if self._graphed is not None:
+            return self._graphed(sample, t, context, variant=self._tiling)
+        out: torch.Tensor = self._unet_call(sample, t, encoder_hidden_states=context).sample
+        return out
 
     def render_audio(self, jobs: Sequence[RiffuseJob], progress: Progress | None = None, *,
                      quality: str = "fast") -> list[tuple[np.ndarray, int]]:
