@@ -73,7 +73,7 @@ def main() -> int:
         replace(base, dtype="bf16"),
         replace(base, channels_last=True),
         replace(base, channels_last=True, batch=4),
-        # CUDA graphs: the step's ~1000 kernel launches become one replay.
+        # CUDA graphs: the step's ~1200 kernel launches become one replay.
         replace(base, cuda_graphs=True),
         replace(base, cuda_graphs=True, batch=4),
         replace(base, cuda_graphs=True, **dpm),

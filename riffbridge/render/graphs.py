@@ -1,14 +1,14 @@
-"""The UNet forward replayed as a CUDA graph: one launch per denoising step instead of ~1000.
+"""The UNet forward replayed as a CUDA graph: one launch per denoising step instead of ~1200.
 
-On a fast GPU an eager SD 1.5 UNet step is bound by Python and kernel launches, not by the
-GPU's arithmetic (docs/benchmarks.md: 55 ms per eager step on an H100, about 10 ms of compute).
-A CUDA graph records the step's kernels once per input shape and replays them with one call.
+On a fast GPU an eager SD 1.5 UNet step is bound by Python and kernel launches (about 1200 ops
+per step), not by the GPU's arithmetic: see docs/benchmarks.md. A CUDA graph records the
+step's kernels once per input shape and replays them with one call.
 
 The graph reads and writes fixed tensors, so each call copies its inputs into the captured
 ones, replays, and returns a copy of the captured output. A graph is recorded per input shape,
 dtype and tiling switch (the tiling switch changes the convolutions' padding code, which the
 graph has baked in); the least recently used is dropped past ``max_graphs``, which frees its
-memory pool. Works on a plain or a ``torch.compile``d UNet.
+memory pool. The UNet may be a ``torch.compile``d one: the warm-up before recording compiles it.
 """
 
 from __future__ import annotations
