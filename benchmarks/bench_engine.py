@@ -18,20 +18,25 @@ process and of the render worker is printed every 30 s, with the growth over the
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import queue
 import random
 import statistics
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from riffbridge.control.feedback import Feedback
 from riffbridge.control.hub import Hub
 from riffbridge.engine.engine import Engine, EngineSettings
-from riffbridge.engine.plan import key_for
 from riffbridge.engine.player import Player
-from riffbridge.engine.worker import WorkerSettings
+from riffbridge.engine.worker import RenderWorker, WorkerSettings
+from riffbridge.events import Event, LoopReady
 from riffbridge.outputs.audio_stream import DeviceStream, PacedStream
 from riffbridge.state import EngineState, SetParam
 
@@ -71,7 +76,57 @@ def frame_time(player: Player, frame: int) -> float:
     return float(stamp_time + (frame - stamp_frame) / RATE)
 
 
-def trial(hub: Hub, engine: Engine, command: Any, timeout: float
+class News:
+    """Drains the engine's events as serve's feedback does (requests go to the hub), and notes
+    when each loop landed."""
+
+    def __init__(self, hub: Hub, events: queue.Queue[Event]) -> None:
+        self.feedback = Feedback(hub, events)
+        self.events = events
+        self.ready: list[tuple[float, LoopReady]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                event = self.events.get(timeout=0.01)
+            except queue.Empty:
+                continue
+            if isinstance(event, LoopReady):
+                self.ready.append((time.monotonic(), event))
+            self.feedback.handle(event)
+
+    def __enter__(self) -> News:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(1)
+
+
+@contextlib.contextmanager
+def live_engine(args: argparse.Namespace, state: EngineState, settings: EngineSettings,
+                writer: Any = None) -> Iterator[tuple[Hub, Engine, RenderWorker, News, Any]]:
+    hub = Hub(state)
+    player = Player()
+    worker = RenderWorker(WorkerSettings(args.model, args.device, args.dtype,
+                                         cuda_graphs=args.cuda_graphs),
+                          render_timeout_s=settings.render_timeout_s)
+    engine = Engine(state, player, RATE, settings, worker=worker, writer=writer,
+                    block=args.blocksize)
+    hub.add_listener(engine.post)
+    with News(hub, engine.events) as news, open_stream(args, player) as stream, engine:
+        yield hub, engine, worker, news, stream
+
+
+def settled(engine: Engine) -> bool:
+    status = engine.status()
+    return status.worker == "idle" and status.queued == 0
+
+
+def trial(hub: Hub, engine: Engine, news: News, command: Any, timeout: float
           ) -> tuple[float, float, float]:
     """Submit ``command`` at a random phase. Returns (blocks after the boundary, seconds from
     the command to the audible switch, seconds from the command to the loop being ready). The
@@ -80,15 +135,16 @@ def trial(hub: Hub, engine: Engine, command: Any, timeout: float
     player = engine.player
     time.sleep(random.uniform(0.0, 2.0))  # a random point in the bar
     before = player.applied_token
+    landed = len(news.ready)
     t0 = time.monotonic()
     frame0 = int(player.stamp[0] + (t0 - player.stamp[1]) * RATE)
     hub.submit(command)
-    key = key_for(hub.state)
     ready_at, ready_frame = t0, frame0
-    if key not in engine.cache:
-        if not wait_for(lambda: key in engine.cache, timeout):
+    if isinstance(command, SetParam) and command.name != "alpha":  # a new sound: rendered first
+        alpha = hub.state.alpha
+        if not wait_for(lambda: any(e.alpha == alpha for _, e in news.ready[landed:]), timeout):
             raise RuntimeError("the loop was not rendered in time")
-        ready_at = time.monotonic()
+        ready_at = next(t for t, e in news.ready[landed:] if e.alpha == alpha)
         ready_frame = int(player.stamp[0] + (ready_at - player.stamp[1]) * RATE)
     q = 4  # quantum: a bar of 4/4
     boundary, _ = engine.grid.next_boundary(ready_frame, q)
@@ -101,39 +157,34 @@ def trial(hub: Hub, engine: Engine, command: Any, timeout: float
 
 def latency(args: argparse.Namespace) -> None:
     state = EngineState(steps=args.steps, bars=1, playing=True, quantum="bar", xfade=0.01)
-    hub = Hub(state)
-    player = Player()
-    settings = EngineSettings(worker=WorkerSettings(args.model, args.device, args.dtype,
-                                                       cuda_graphs=args.cuda_graphs),
-                              lookahead=1)
-    engine = Engine(hub, player, RATE, settings, block=args.blocksize)
-    with open_stream(args, player) as stream, engine:
-        ready = engine.worker.ready
+    settings = EngineSettings(lookahead=1)
+    with live_engine(args, state, settings) as (hub, engine, worker, news, stream):
+        ready = worker.ready
         print(f"engine: {args.model} on {ready.device if ready else '?'}, audio {stream.name}, "
               f"block {args.blocksize} ({args.blocksize / RATE * 1e3:.1f} ms), "
               f"quantum 1 bar = 2.0 s at 120 BPM")
-        wait_for(lambda: key_for(hub.state, 0.125) in engine.cache
-                 and key_for(hub.state, 0.0) in engine.cache, 300)
+        wait_for(lambda: settled(engine), 300)  # alpha 0 and 0.125 rendered
         cached = []
         for i in range(args.trials):
             alpha = 0.125 if i % 2 == 0 else 0.0
-            cached.append(trial(hub, engine, SetParam("alpha", alpha), 10))
+            cached.append(trial(hub, engine, news, SetParam("alpha", alpha), 10))
         uncached = []
         for i in range(args.trials):
-            wait_for(lambda: engine.worker.idle, 300)
-            uncached.append(trial(hub, engine, SetParam("seed_a", 1000 + i), 300))
-            wait_for(lambda: engine.worker.idle, 300)
+            wait_for(lambda: settled(engine), 300)
+            uncached.append(trial(hub, engine, news, SetParam("seed_a", 1000 + i), 300))
+            wait_for(lambda: settled(engine), 300)
+        status = engine.status()
     for name, rows in (("cached", cached), ("uncached", uncached)):
         blocks = [b for b, _, _ in rows]
         secs = [s for _, s, _ in rows]
-        ready = [r for _, _, r in rows]
+        ready_s = [r for _, _, r in rows]
         print(f"{name:9s} n={len(rows)}  blocks after the boundary: max {max(blocks):.2f}, "
               f"median {statistics.median(blocks):.2f}  |  command -> loop ready: median "
-              f"{statistics.median(ready):.3f} s, max {max(ready):.3f} s  |  command -> "
+              f"{statistics.median(ready_s):.3f} s, max {max(ready_s):.3f} s  |  command -> "
               f"audible: median {statistics.median(secs):.3f} s, max {max(secs):.3f} s")
-    renders = [s for s in [engine.last_render_s] if s]
-    print(f"last render {renders[0] if renders else float('nan'):.3f} s "
-          f"(render worker, whole loop incl. shaping); underruns {player.underruns}")
+    renders = [e.seconds for _, e in news.ready]
+    print(f"renders {len(renders)}, median {statistics.median(renders):.3f} s (render worker, "
+          f"whole loop incl. shaping); underruns {status.underruns}, errors {status.errors}")
 
 
 def memory(args: argparse.Namespace) -> None:
@@ -143,15 +194,10 @@ def memory(args: argparse.Namespace) -> None:
     rng = random.Random(7)
     prompts = ["funk drums", "jazz piano", "ambient pad", "techno kick", "dub bass", "choir"]
     state = EngineState(steps=args.steps, bars=1, playing=True, quantum="beat")
-    hub = Hub(state)
-    player = Player()
-    settings = EngineSettings(worker=WorkerSettings(args.model, args.device, args.dtype,
-                                                       cuda_graphs=args.cuda_graphs),
-                              cache_mb=args.cache_mb)
+    settings = EngineSettings(cache_mb=args.cache_mb)
     with tempfile.TemporaryDirectory() as tmp:
         writer = LoopWriter(OutputFolder(tmp)).start()
-        engine = Engine(hub, player, RATE, settings, writer=writer, block=args.blocksize)
-        with open_stream(args, player), engine:
+        with live_engine(args, state, settings, writer) as (hub, engine, worker, _, _):
             started = time.monotonic()
             end = started + args.minutes * 60
             next_report = started
@@ -167,9 +213,9 @@ def memory(args: argparse.Namespace) -> None:
                 changes += 1
                 now = time.monotonic()
                 if now >= next_report:
-                    worker_pid = engine.worker.pid or 0
-                    row = (now - started, rss_mb(os.getpid()), rss_mb(worker_pid),
-                           engine.cache.nbytes / 2**20, len(engine.cache), engine.renders)
+                    status = engine.status()
+                    row = (now - started, rss_mb(os.getpid()), rss_mb(worker.pid or 0),
+                           status.cache_mb, status.cached, status.renders)
                     rows.append(row)
                     print(f"t={row[0]:6.0f} s  engine RSS {row[1]:7.1f} MB  worker RSS "
                           f"{row[2]:7.1f} MB  cache {row[3]:5.1f} MB ({row[4]} loops)  "
@@ -182,8 +228,8 @@ def memory(args: argparse.Namespace) -> None:
     if len(half) >= 2:
         print(f"second half: engine RSS {half[0][1]:.1f} -> {half[-1][1]:.1f} MB, worker "
               f"{half[0][2]:.1f} -> {half[-1][2]:.1f} MB; cache bound {args.cache_mb:g} MB, "
-              f"evictions {engine.cache.evictions}, written {writer.written}, "
-              f"underruns {status.underruns}, errors {status.errors}")
+              f"written {writer.written}, underruns {status.underruns}, "
+              f"errors {status.errors}")
 
 
 def main(argv: list[str] | None = None) -> int:

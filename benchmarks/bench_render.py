@@ -29,8 +29,9 @@ def main() -> int:
     logging.basicConfig(level=logging.WARNING)
     import torch
 
-    from riffbridge.render.model import build_random_sd15, resolve_device
+    from riffbridge.render.model import build_random_sd15
     from riffbridge.render.riffuse import Renderer
+    from riffbridge.torch_device import resolve_device
 
     results = []
 

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
+import io
 import os
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +11,7 @@ import soundfile as sf
 
 from riffbridge.dsp import resample
 from riffbridge.errors import AudioFileError, OutputError
+from riffbridge.fsutil import atomic_write
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".aiff", ".aif")
 
@@ -43,9 +42,8 @@ def read_audio(path: str | os.PathLike[str], sample_rate: int | None = None
     return audio, int(rate)
 
 
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it over ``path`` only on success.
+def write_file(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (see :mod:`riffbridge.fsutil`).
 
     Nothing partial is ever visible under the final name: on any error the temporary file is
     removed and an OutputError names the path and the cause.
@@ -57,21 +55,9 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     if not folder.is_dir():
         raise OutputError(f"output folder does not exist: {folder}; create it first")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".part", dir=folder)
+        return atomic_write(final, data)
     except OSError as exc:
-        raise OutputError(f"cannot write in {folder}: {exc.strerror}") from None
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, final)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
         raise OutputError(f"cannot write {final}: {exc.strerror or exc}") from None
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def write_audio(path: str | os.PathLike[str], audio: np.ndarray, sample_rate: int,
@@ -87,9 +73,9 @@ def write_audio(path: str | os.PathLike[str], audio: np.ndarray, sample_rate: in
         p.suffix.lower()]
     if fmt == "OGG":
         subtype = "VORBIS"
-    with atomic_path(p) as tmp:
-        try:
-            sf.write(str(tmp), data.T, sample_rate, subtype=subtype, format=fmt)
-        except sf.LibsndfileError as exc:
-            raise OSError(str(exc)) from None
-    return p
+    encoded = io.BytesIO()
+    try:
+        sf.write(encoded, data.T, sample_rate, subtype=subtype, format=fmt)
+    except (sf.LibsndfileError, OSError) as exc:
+        raise OutputError(f"cannot write {p}: {getattr(exc, 'strerror', None) or exc}") from None
+    return write_file(p, encoded.getvalue())

@@ -28,7 +28,7 @@ class ControlError(RiffbridgeError):
 
 
 class DeviceError(RiffbridgeError):
-    """An audio or MIDI device cannot be opened or used."""
+    """An audio, MIDI or compute (GPU) device cannot be opened or used."""
 
 
 class OutputError(RiffbridgeError):

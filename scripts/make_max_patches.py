@@ -1,4 +1,5 @@
-"""Write max_patches/ from the OSC table (riffbridge/control/osc_spec.py).
+"""Write max_patches/ from the OSC table (riffbridge/control/osc_spec.py) and the parameter table
+(riffbridge/params.py: each widget's address, type and range).
 
     .venv/bin/python scripts/make_max_patches.py          # write the files
     .venv/bin/python scripts/make_max_patches.py --check  # exit 1 if a committed file differs

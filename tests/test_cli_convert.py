@@ -106,13 +106,23 @@ def test_write_failure_leaves_no_partial_file(tmp_path: Path, monkeypatch: pytes
     """Disk full in the middle of a write: an OutputError and no file under either name."""
     import errno
 
+    from riffbridge import fsutil
     from riffbridge.audio_io import write_audio
     from riffbridge.errors import OutputError
 
-    def full(*_a: object, **_k: object) -> None:
+    def full(fd: int, data: bytes) -> None:
+        os.write(fd, data[: len(data) // 2])
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(sf, "write", full)
-    with pytest.raises(OutputError, match="No space left"):
+    monkeypatch.setattr(fsutil, "_write_all", full)
+    with pytest.raises(OutputError, match=r"cannot write .*x\.wav: No space left"):
         write_audio(tmp_path / "x.wav", np.zeros((1, 100), dtype=np.float32), 44100)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_written_files_are_readable_by_others(clips: list[Path], tmp_path: Path) -> None:
+    """Not the owner-only mode a temporary file is made with."""
+    png, wav = tmp_path / "clip.png", tmp_path / "back.wav"
+    assert riffbridge("convert", clips[0], png, "--seconds", "1").returncode == 0
+    assert riffbridge("convert", png, wav, "--iters", "2").returncode == 0
+    assert (png.stat().st_mode & 0o777) == (wav.stat().st_mode & 0o777) == 0o644

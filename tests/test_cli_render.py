@@ -62,10 +62,33 @@ def test_loop_into_a_folder_gets_a_run_folder_with_wav_and_sidecar(tmp_path: Pat
     assert soundfile.info(str(wavs[0])).frames == loop_samples(90, 1, 3) == sidecar["samples"]
     assert sidecar["bpm"] == 90 and sidecar["bars"] == 1 and sidecar["beats_per_bar"] == 3
     assert sidecar["pattern"] == "shuffle" and sidecar["model"] == "tiny"
-    assert sidecar["prompt"] == "dusty funk" and sidecar["seeds"] == [7, 7]
+    assert sidecar["prompt"] == "dusty funk" and (sidecar["seed"], sidecar["seed_b"]) == (7, 7)
     assert sidecar["steps"] == 2 and sidecar["seam"]["method"].startswith("circular")
     assert (runs[0] / "index.jsonl").read_text().count("\n") == 1
     assert (tmp_path / "loops" / "latest.wav").read_bytes() == wavs[0].read_bytes()
+
+
+def test_render_and_the_engine_make_the_same_loop_through_one_pipeline(tmp_path: Path) -> None:
+    """`render out.wav` writes a sidecar too, named by the same keys as the engine's, and its
+    audio is the loop the engine's pipeline makes for the same key."""
+    from riffbridge.engine.plan import key_for
+    from riffbridge.pipeline import LoopRequest, make_loop
+    from riffbridge.render.riffuse import Renderer
+    from riffbridge.state import EngineState
+
+    out = tmp_path / "loop.wav"
+    assert main(["render", str(out), *TINY, "--prompt", "jazz", "--prompt-b", "rock",
+                 "--seed", "3", "--seed-b", "4", "--alpha", "0.5", "--bpm", "100",
+                 "--bars", "1"]) == 0
+    sidecar = json.loads(out.with_suffix(".json").read_text())
+    state = EngineState(prompt_a="jazz", prompt_b="rock", seed_a=3, seed_b=4, alpha=0.5,
+                        bpm=100.0, bars=1, steps=2)
+    key = key_for(state)
+    assert {k: sidecar[k] for k in key.sidecar()} == key.sidecar()
+    loop = make_loop(Renderer("tiny", device="cpu"), LoopRequest(key))
+    written, rate = soundfile.read(str(out), always_2d=True, dtype="float32")
+    assert rate == loop.sample_rate and written.shape[0] == loop.num_samples
+    assert float(abs(written.T - loop.audio).max()) < 1e-4  # 24-bit quantisation only
 
 
 @pytest.mark.parametrize(("flags", "message"), [

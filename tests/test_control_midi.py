@@ -58,7 +58,7 @@ def test_ranges_curves_ints_choices_channels_and_programs() -> None:
 
 
 @pytest.mark.parametrize(("data", "fragment"), [
-    ({"cc": [{"control": 1, "param": "volume"}]}, "unknown param 'volume'"),
+    ({"cc": [{"control": 1, "param": "volume"}]}, "unknown parameter 'volume'"),
     ({"cc": [{"control": 128, "param": "alpha"}]}, "control must be an int in [0, 127]"),
     ({"cc": [{"control": 1, "param": "prompt_a"}]}, "is text"),
     ({"cc": [{"control": 1, "param": "alpha", "min": "low"}]}, "numeric min"),
@@ -131,6 +131,11 @@ def test_clock_tempo_is_robust_to_jitter_and_follows_transport() -> None:
     assert clock.feed(mido.Message("continue"), 9.2)[0].pulse == 48
     # a pause longer than a pulse at 20 BPM starts a new window: no tempo from the gap
     assert clock.feed(mido.Message("clock"), 60.0) == []
+
+
+def test_a_clock_window_under_two_pulses_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="window must be at least 2 pulses, got 1"):
+        MidiClock(window=1)
 
 
 def test_clock_tempo_reaches_the_hub_only_when_the_clock_is_midi() -> None:

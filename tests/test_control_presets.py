@@ -3,7 +3,9 @@ program change, and refused cleanly; the seed-folder rule for pattern files; `os
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -13,6 +15,7 @@ import mido
 import pytest
 from pythonosc.udp_client import SimpleUDPClient
 
+from riffbridge import fsutil
 from riffbridge.control.hub import Hub
 from riffbridge.control.midi_map import MidiMapper, parse_map
 from riffbridge.control.midi_port import MidiControl
@@ -39,6 +42,31 @@ def test_save_writes_toml_that_recall_reads_back(tmp_path: Path) -> None:
     assert hub.state.alpha == 0.3 and hub.state.prompt_a.startswith('dusty "funk"')
     # a fresh store (another run) reads the same file
     assert PresetStore(path).get("dusty funk")["alpha"] == 0.3
+
+
+def test_a_failed_save_names_the_preset_and_file_and_keeps_the_old_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "presets.toml"
+    store = PresetStore(path)
+    store.save("keep", EngineState(alpha=0.2))
+    before = path.read_bytes()
+
+    def full(fd: int, data: bytes) -> None:
+        os.write(fd, data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(fsutil, "_write_all", full)
+    with pytest.raises(ControlError, match=rf"cannot save preset 'new' to {path}: No space"):
+        store.save("new", EngineState(alpha=0.7))
+    assert path.read_bytes() == before  # the old file, whole; no temporary file beside it
+    assert [p.name for p in tmp_path.iterdir()] == ["presets.toml"]
+    assert store.names() == ["keep"]
+    monkeypatch.undo()
+    store.save("new", EngineState(alpha=0.7))
+    assert PresetStore(path).get("new")["alpha"] == 0.7
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ControlError, match=r"cannot save preset 'x' to .*file/p\.toml: "):
+        PresetStore(tmp_path / "file" / "p.toml").save("x", EngineState())
 
 
 def test_a_partial_preset_keeps_the_other_settings(tmp_path: Path) -> None:

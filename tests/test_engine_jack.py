@@ -15,14 +15,14 @@ import time
 
 import numpy as np
 import pytest
-from engine_helpers import wait_for
+from engine_helpers import EventLog, wait_for
 from jack_check import NO_JACK, jack_running
 from scipy import signal
 
 from riffbridge.control.hub import Hub
 from riffbridge.engine.engine import Engine, EngineSettings
 from riffbridge.engine.player import Player, Segment, equal_power
-from riffbridge.engine.worker import WorkerSettings
+from riffbridge.engine.worker import RenderWorker, WorkerSettings
 from riffbridge.outputs.audio_stream import DeviceStream
 from riffbridge.state import EngineState, SetParam
 
@@ -103,8 +103,9 @@ def test_engine_plays_through_jack_on_the_bar_without_underruns():
     recorder = Recorder(RUN_S + 40)
     period = recorder.client.blocksize  # one audio block: the JACK period
     assert recorder.client.samplerate == RATE
-    engine = Engine(hub, player, RATE, EngineSettings(worker=WorkerSettings("tiny", "cpu")),
-                    block=period)
+    engine = Engine(state, player, RATE, EngineSettings(),
+                    worker=RenderWorker(WorkerSettings("tiny", "cpu")), block=period)
+    hub.add_listener(engine.post)
     sounded: dict[int, tuple[int, Segment | None]] = {}
     stop = threading.Event()
 
@@ -115,6 +116,7 @@ def test_engine_plays_through_jack_on_the_bar_without_underruns():
             time.sleep(0.1)
 
     collector = threading.Thread(target=collect, daemon=True)
+    events = EventLog(hub, engine.events).start()
     engine.start()
     try:
         recorder.client.activate()
@@ -127,11 +129,12 @@ def test_engine_plays_through_jack_on_the_bar_without_underruns():
             while time.monotonic() - started < RUN_S:
                 hub.submit(SetParam("alpha", next(targets)))
                 time.sleep(2.5)
-            rendering = engine.renders
+            rendering = engine.status().renders
         time.sleep(0.2)
     finally:
         stop.set()
         engine.close()
+        events.close()
         recorder.close()
     collector.join(1)
     assert rendering >= 6, f"only {rendering} renders in the background"

@@ -1,21 +1,34 @@
-"""The engine's pure parts: plan order, choice and blends, cache bound, grid, player, cues."""
+"""The engine's parts: plan order, choice and blends, cache bound, grid, player, cues; the pure
+core's decisions driven directly (blends, tempo, external clocks, retries, the auto walk, clip
+announcements); and the shell turning them into cues, with a stand-in worker."""
 
 from __future__ import annotations
 
 import math
+import pickle
+import queue
 
 import numpy as np
 import pytest
+from engine_helpers import RATE, wait_for
 
+from riffbridge.control.clocks import ClockSync
+from riffbridge.control.hub import Change, Hub
 from riffbridge.engine.cache import CachedLoop, LoopCache
 from riffbridge.engine.clock import Grid, quantum_beats
-from riffbridge.engine.plan import auto_step, blend_gains, choose, key_for, plan, snap
+from riffbridge.engine.core import EngineCore
+from riffbridge.engine.engine import Engine, EngineSettings
+from riffbridge.engine.plan import LoopKey, auto_step, blend_gains, choose, key_for, plan, snap
 from riffbridge.engine.player import Player, Segment, equal_power, frozen_frames, prepare_cue
-from riffbridge.errors import ConfigError
+from riffbridge.engine.worker import Message, Ready, Rendered, RenderRequest
+from riffbridge.errors import ConfigError, RenderError
+from riffbridge.events import ClipCued, EngineError, Request, Switched
+from riffbridge.loops.tempo import loop_samples
 from riffbridge.loops.types import Loop
-from riffbridge.state import EngineState
+from riffbridge.state import ApplyPreset, ClockTempo, Command, EngineState, SetParam, changed_params
 
-
+BLOCK = 512
+MARGIN = int(0.005 * RATE)
 def test_snap_to_eighths():
     assert snap(0.3) == 0.25
     assert snap(0.33) == 0.375
@@ -201,3 +214,277 @@ def test_the_unused_side_does_not_change_the_key_at_the_ends():
     # neighbours keep both sides
     assert at_a.at(0.5) == key_for(EngineState(alpha=0.5))
     assert at_a.at(0.5).prompt_b == EngineState().prompt_b
+
+
+def test_a_rendered_loop_crosses_the_process_boundary_whole():
+    key = key_for(EngineState())
+    loop = Loop(np.full((1, 480), 0.25, np.float32), 48000, 120.0, 1,
+                metadata={"render_seconds": 1.5, "seam": {"method": "circular"}})
+    sent = Rendered(key, loop, np.zeros((441, 2), np.float32), 2.0)
+    got = pickle.loads(pickle.dumps(sent))
+    assert got.key == key and got.seconds == 2.0 and got.frames.shape == (441, 2)
+    assert got.loop.sample_rate == 48000 and np.array_equal(got.loop.audio, loop.audio)
+    assert dict(got.loop.metadata) == dict(loop.metadata)
+
+
+# ---- the core's decisions, driven directly ----------------------------------------------------
+
+def _change(core: EngineCore, command: Command | None = None, **values: object) -> Change:
+    """The ``Change`` the hub would send for ``values`` applied to the core's state."""
+    new = core.state.replace(**values)
+    command = command or ApplyPreset("test", tuple(values.items()))
+    return Change(command, new, tuple(changed_params(core.state, new)), "osc")
+
+
+def test_between_rendered_points_an_equal_power_blend_is_cued_at_the_next_quantum():
+    state = EngineState(playing=True, alpha=0.3, bars=1)  # quantum: a bar
+    core = EngineCore(state, RATE)
+    rendered = {key_for(state, 0.0), key_for(state, 0.5)}
+    frame = 3 * RATE  # 1.5 bars in at 120 BPM
+    cue = core.playback(rendered.__contains__, frame, 0)
+    assert cue is not None and cue.choice is not None and cue.label == "blend 0|0.5 @0.60"
+    assert cue.gains == pytest.approx((math.cos(0.6 * math.pi / 2), math.sin(0.6 * math.pi / 2)))
+    assert cue.at == 4 * RATE  # the next bar line after the playhead plus a block and a margin
+    assert cue.at >= frame + BLOCK + MARGIN and cue.phase == 0.0 and cue.level == 1.0
+    assert cue.fade == round(0.05 * RATE) and not cue.replaces
+    assert core.playback(rendered.__contains__, frame, 0) is None  # nothing new to say
+    rendered.add(key_for(state, 0.25))  # the exact render lands: it replaces the pending blend
+    exact = core.playback(rendered.__contains__, frame, 0)
+    assert exact is not None and exact.label == "alpha 0.25" and exact.gains == (1.0, 0.0)
+    assert exact.replaces and exact.at == cue.at and exact.token == cue.token + 1
+    core.on_change(_change(core, gain_db=-6.0), frame)  # a gain change re-cues the same loop
+    louder = core.playback(rendered.__contains__, frame, 0)
+    assert louder is not None and louder.level == pytest.approx(10 ** (-6 / 20))
+    assert louder.choice == exact.choice
+
+
+def test_a_tempo_change_keeps_the_old_loop_until_the_new_one_lands():
+    state = EngineState(playing=True, bars=1)
+    core = EngineCore(state, RATE)
+    rendered = {key_for(state)}
+    first = core.playback(rendered.__contains__, 0, 0)
+    assert first is not None and core.grid.bpm == 120.0
+    core.on_change(_change(core, bpm=140.0), RATE)
+    assert core.playback(rendered.__contains__, RATE, first.token) is None  # nothing at 140 yet
+    assert core.grid.bpm == 120.0  # the old loop plays on, on its own grid
+    faster = core.state
+    rendered.add(key_for(faster))
+    frame = first.at + 10 * RATE
+    cue = core.playback(rendered.__contains__, frame, first.token)
+    assert cue is not None and cue.choice is not None and cue.choice.low.bpm == 140.0
+    assert core.grid.bpm == 140.0 and cue.grid == core.grid
+    assert cue.at == Grid(RATE, 120.0).next_boundary(frame + BLOCK + MARGIN, 4)[0]
+    assert core.grid.beat_at(cue.at) == pytest.approx(round(core.grid.beat_at(cue.at)))
+    assert core.grid.next_boundary(cue.at + 1, 4)[0] - cue.at == round(4 * 60 / 140 * RATE)
+
+
+def test_an_external_clock_moves_the_grid():
+    core = EngineCore(EngineState(playing=True, clock="midi"), RATE)
+    start = RATE * 10 + RATE // 2
+    assert core.on_clock(ClockSync(beat=0.0, time=100.5, source="midi"), start)  # MIDI start
+    assert core.grid.beat_at(start) == pytest.approx(0.0)
+    assert core.grid.next_boundary(start + 1, 4)[0] == start + 4 * RATE // 2
+    core.on_change(_change(core, ClockTempo(140.0), bpm=140.0), start + RATE)
+    assert core.grid.bpm == 140.0  # at once, not with the next loop
+    assert core.grid.beat_at(start + RATE) == pytest.approx(2.0)  # the beat count goes on
+
+
+def test_a_loop_that_keeps_failing_is_retried_later_and_later():
+    state = EngineState(playing=True)
+    core = EngineCore(state, RATE, lookahead=0)
+    key = key_for(state)
+    nothing: set[LoopKey] = set()
+    assert core.next_render(nothing.__contains__, True, 100.0) == key
+    error = core.on_failed(key, "RenderError: boom", "render", 100.0)
+    assert (error.source, error.message) == ("render", "RenderError: boom")
+    assert core.next_render(nothing.__contains__, True, 100.9) is None  # 1 s first
+    assert core.next_render(nothing.__contains__, True, 101.0) == key
+    core.on_failed(key, "RenderError: boom", "render", 101.0)
+    assert core.next_render(nothing.__contains__, True, 102.9) is None  # then 2 s
+    assert core.next_render(nothing.__contains__, True, 103.0) == key
+    now = 103.0
+    for _ in range(8):
+        core.on_failed(key, "RenderError: boom", "render", now)
+    assert core.next_render(nothing.__contains__, True, now + 59.9) is None
+    assert core.next_render(nothing.__contains__, True, now + 60.0) == key  # at most 60 s
+    core.on_rendered(key)  # a render that lands clears the backoff
+    core.on_failed(key, "died", "worker", now)
+    assert core.next_render(nothing.__contains__, True, now + 1.0) == key
+
+
+def test_auto_mode_steps_alpha_once_per_loop_just_before_the_boundary():
+    state = EngineState(playing=True, bars=1, auto=0.125, quantum="loop")
+    core = EngineCore(state, RATE)
+    assert core.auto(0) is None  # nothing sounds yet: no walk
+    core.playback({key_for(state)}.__contains__, 0, 0)
+    loop = 2 * RATE  # one bar of 4/4 at 120 BPM
+    lead = int(0.25 * RATE)
+    assert core.auto(100) is None  # arms for the next boundary
+    assert core.auto(loop - lead - 1) is None
+    step = core.auto(loop - lead)
+    assert step == Request(SetParam("alpha", 0.125))
+    assert core.auto(loop - lead + 1) is None and core.auto(2 * loop - lead - 1) is None
+    core.on_change(_change(core, alpha=0.125), loop)
+    assert core.auto(2 * loop - lead) == Request(SetParam("alpha", 0.25))
+
+
+def test_a_clip_is_announced_once_per_switch_for_exact_renders_when_cue_and_file_exist():
+    state = EngineState(playing=True, alpha=0.3, bars=1)
+    core = EngineCore(state, RATE)
+    rendered = {key_for(state, 0.0), key_for(state, 0.5)}
+    assert core.on_file(key_for(state, 0.0), "/out/0001.wav", rendered.__contains__) is None
+    assert core.playback(rendered.__contains__, 0, 0) is not None  # a blend: it has no file
+    assert core.clip() is None
+    rendered.add(key_for(state, 0.25))
+    assert core.playback(rendered.__contains__, 0, 0) is not None
+    assert core.clip() is None  # the cue exists, its file not yet
+    clip = core.on_file(key_for(state, 0.25), "/out/0003.wav", rendered.__contains__)
+    assert clip == ClipCued("/out/0003.wav", 0.25, 120.0, 1)
+    assert core.clip() is None  # once
+    core.on_change(_change(core, gain_db=-3.0), 0)
+    assert core.playback(rendered.__contains__, 0, 0) is not None
+    assert core.clip() is None  # the same loop louder: not a new clip
+    core.on_change(_change(core, alpha=0.0), 0)
+    assert core.playback(rendered.__contains__, 0, 0) is not None
+    assert core.clip() == ClipCued("/out/0001.wav", 0.0, 120.0, 1)  # file first, then the cue
+
+
+# ---- the shell, with a stand-in worker ----------------------------------------------------------
+
+class SteppedWorker:
+    """Stands in for the render worker where the test must know the samples: no model, no
+    process, but the same protocol (one request at a time, messages through ``poll``). A
+    request is finished when the test calls ``finish``, with a loop of the exact length at the
+    request's rate whose every sample is ``0.5 - alpha / 2``."""
+
+    def __init__(self) -> None:
+        self.ready: Ready | None = None
+        self.in_flight: RenderRequest | None = None
+        self.fatal: str | None = None
+        self.pid: int | None = None
+        self.restarts = 0
+        self._requests: queue.Queue[RenderRequest] = queue.Queue()
+        self._results: queue.Queue[Message] = queue.Queue()
+
+    @property
+    def idle(self) -> bool:
+        return self.ready is not None and self.in_flight is None
+
+    def start(self) -> SteppedWorker:
+        self._results.put(Ready("constant", "cpu", 0))
+        return self
+
+    def wait_ready(self, timeout: float, cancelled: object = None) -> Ready:
+        for msg in self.poll(timeout):
+            if isinstance(msg, Ready):
+                return msg
+        raise RenderError("the stand-in worker did not start")
+
+    def submit(self, request: RenderRequest) -> None:
+        if not self.idle:
+            raise RenderError("the render worker is busy or not ready")
+        self.in_flight = request
+        self._requests.put(request)
+
+    def poll(self, timeout: float = 0.0) -> list[Message]:
+        out: list[Message] = []
+        try:
+            out.append(self._results.get(timeout=timeout) if timeout > 0
+                       else self._results.get_nowait())
+            while True:
+                out.append(self._results.get_nowait())
+        except queue.Empty:
+            pass
+        for msg in out:
+            if isinstance(msg, Ready):
+                self.ready = msg
+            elif isinstance(msg, Rendered) and self.in_flight is not None \
+                    and msg.key == self.in_flight.key:
+                self.in_flight = None
+        return out
+
+    def finish(self, timeout: float = 5.0) -> LoopKey:
+        """The test thread: finish the request the engine sent (waits for it)."""
+        request = self._requests.get(timeout=timeout)
+        key = request.key
+        level = 0.5 - key.alpha / 2
+        n = loop_samples(key.bpm, key.bars, key.beats_per_bar)
+        loop = Loop(np.full((2, n), level, np.float32), 44100, key.bpm, key.bars,
+                    key.beats_per_bar)
+        frames = np.full((loop_samples(key.bpm, key.bars, key.beats_per_bar, request.out_rate),
+                          2), level, np.float32)
+        self._results.put(Rendered(key, loop, frames, 0.01))
+        return key
+
+    def close(self) -> None:
+        self.ready = None
+
+
+def test_the_shell_plays_the_core_choice_mixed_from_what_the_worker_rendered():
+    state = EngineState(playing=True, bars=1)
+    hub, player, worker = Hub(state), Player(), SteppedWorker()
+    engine = Engine(state, player, RATE, EngineSettings(lookahead=0), worker=worker)
+    hub.add_listener(engine.post)
+
+    def cued(label: str) -> Segment | None:
+        cue = player.cue
+        return cue.then if cue is not None and cue.then is not None \
+            and cue.then.label == label else None
+
+    with engine:
+        assert worker.finish().alpha == 0.0
+        wait_for(lambda: cued("alpha 0"), 5, "the first loop's cue")
+        hub.submit(SetParam("alpha", 0.5))
+        assert worker.finish().alpha == 0.5
+        wait_for(lambda: engine.status().cached == 2, 5, "the alpha 0.5 loop in the cache")
+        hub.submit(SetParam("alpha", 0.3))  # 0.375 is in flight, 0.25 not asked for yet
+        blend = wait_for(lambda: cued("blend 0|0.5 @0.60"), 5, "the blend's cue")
+        lo, hi = blend_gains(0.6)
+        assert np.allclose(blend.audio, 0.5 * lo + 0.25 * hi)
+        assert blend.audio.shape[0] == 2 * RATE and not blend.audio.flags.writeable
+        cue = player.cue
+        assert cue is not None and engine.grid.beat_at(cue.at) % 4 == pytest.approx(0.0)
+        assert worker.finish().alpha == 0.375
+        assert worker.finish().alpha == 0.25
+        wait_for(lambda: cued("alpha 0.25"), 5, "the exact render's cue")
+        hub.submit(SetParam("gain_db", -6.0))
+        quiet = wait_for(lambda: (c := cued("alpha 0.25")) is not None
+                         and c.audio[0, 0] < 0.375 and c, 5, "the quieter cue")
+        assert np.allclose(quiet.audio, 0.375 * 10 ** (-6 / 20))
+        status = wait_for(lambda: (s := engine.status()).cached == 4 and s, 5, "the status")
+        assert status.sounding == "alpha 0.25" and status.renders == 4
+        assert engine.status_numbers() == (status.queued, 4, 0)
+    events = []
+    while not engine.events.empty():
+        events.append(engine.events.get_nowait())
+    assert not any(isinstance(e, Switched) for e in events)  # no audio ran: nothing sounded
+
+
+class BrokenPipeWorker(SteppedWorker):
+    """A stepped worker whose result pipe breaks once, right after the first request."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.broke = False
+
+    def poll(self, timeout: float = 0.0) -> list[Message]:
+        if self.in_flight is not None and not self.broke:
+            self.broke = True
+            raise OSError("the results pipe broke")
+        return super().poll(timeout)
+
+
+def test_a_turn_that_raises_is_reported_and_the_engine_goes_on():
+    state = EngineState(playing=True, bars=1)
+    worker = BrokenPipeWorker()
+    engine = Engine(state, Player(), RATE, EngineSettings(lookahead=0), worker=worker)
+    with engine:
+        assert worker.finish().alpha == 0.0
+        wait_for(lambda: engine.status().sounding == "alpha 0", 5, "the loop after the error")
+    status = engine.status()
+    assert status.errors == 1 and status.last_error == "OSError: the results pipe broke"
+    events = []
+    while not engine.events.empty():
+        events.append(engine.events.get_nowait())
+    assert [e for e in events if isinstance(e, EngineError)] == [
+        EngineError("engine", "OSError: the results pipe broke")]

@@ -13,7 +13,7 @@ from PIL import Image
 
 from riffbridge.cli import main
 from riffbridge.errors import ConfigError
-from riffbridge.loops.drums import render_pattern
+from riffbridge.loops.drums import render_pattern, voice
 from riffbridge.loops.patterns import (
     GROOVES,
     Pattern,
@@ -47,6 +47,13 @@ def test_step_strings() -> None:
                       ("kick=x..q", "'q'"), ("kick=", "at least one step")):
         with pytest.raises(ConfigError, match=word):
             custom_pattern([bad])
+
+
+def test_bad_voices_and_seam_modes_are_config_errors() -> None:
+    with pytest.raises(ConfigError, match="no drum voice 'cowbell'; use one of kick, snare"):
+        voice("cowbell")
+    with pytest.raises(ConfigError, match="seam must be 'auto', 'circular' or 'plain', got 'x'"):
+        ShapeSettings(seam="x")
 
 
 @pytest.mark.parametrize(("bpm", "bars"), [(128.0, 2), (97.3, 3), (174.0, 1)])

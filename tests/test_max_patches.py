@@ -1,7 +1,8 @@
 """The committed Max patches and device: they parse, every box is a known class with Max's own
 inlet/outlet counts, every patchline fits, every OSC address they send or route is in the OSC
-table with the same argument types, the .amxd container agrees with its JSON, and the committed
-files equal what the generator writes now."""
+table with the same argument types, every param widget has the parameter table's type and range,
+the .amxd container agrees with its JSON, and the committed files equal what the generator
+writes now. (docs/osc.md and the other generated docs: tests/test_docs.py.)"""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from riffbridge import params as P
 from riffbridge.control.osc_spec import OSC_SPEC, by_address
 from riffbridge.daw.amxd import pack_amxd, unpack_amxd
 from riffbridge.daw.maxpatch import NEWOBJ, UI, box_io
@@ -239,12 +241,74 @@ def test_committed_files_equal_the_generator_output() -> None:
             f"{name} is stale: run .venv/bin/python scripts/make_max_patches.py")
 
 
-def test_osc_docs_equal_the_generator_output() -> None:
-    module = _load_script("make_osc_docs")
-    assert (ROOT / "docs" / "osc.md").read_text(encoding="utf-8") == module.render(), (
-        "docs/osc.md is stale: run .venv/bin/python scripts/make_osc_docs.py")
-    for entry in OSC_SPEC:
-        assert f"`{entry.address}`" in module.render()
+def _addresses_fed(boxes: dict[str, dict[str, Any]], lines: list[tuple[str, int, str, int]],
+                   box_id: str) -> list[str]:
+    """The OSC addresses of the message boxes a widget feeds, directly or through a scaler."""
+    found, todo, seen = [], [box_id], {box_id}
+    while todo:
+        for src, _, dst, _ in lines:
+            if src != todo[0] or dst in seen:
+                continue
+            seen.add(dst)
+            text = boxes[dst].get("text", "")
+            if boxes[dst]["maxclass"] == "message" and text.startswith("/"):
+                found.append(text.split()[0])
+            elif text.startswith("/ "):
+                todo.append(dst)
+        todo.pop(0)
+    return found
+
+
+NUMERIC_WIDGETS = ("number", "flonum", "dial", "live.dial")
+_PANEL = {"seed_a", "seed_b", "bars", "denoise", "guidance", "alpha"}
+# By patch: the params the performer sets with a widget, and those a widget only passes on.
+PARAM_WIDGETS: dict[str, tuple[set[str], set[str]]] = {
+    "riffbridge-control.maxpat": (_PANEL | {"bpm"}, set()),
+    "riffbridge-player.maxpat": (set(), set()),
+    "riffbridge.amxd": (_PANEL, {"bpm"}),  # Live's tempo goes to /rb/bpm as it is
+}
+
+
+@pytest.mark.parametrize("name", sorted(PATCHERS))
+def test_every_numeric_widget_has_its_params_range_from_the_table(name: str) -> None:
+    """A widget the performer turns is clamped to the parameter table's range and has the
+    param's type; a widget that shows a value from elsewhere (Live's tempo) is not clamped, so
+    a value outside the range reaches riffbridge and is answered with /rb/error instead of being
+    changed in silence."""
+    boxes, lines = _boxes(PATCHERS[name]), _lines(PATCHERS[name])
+    checked, shown = set(), set()
+    for box_id, box in boxes.items():
+        if box["maxclass"] not in NUMERIC_WIDGETS:
+            continue
+        addresses = _addresses_fed(boxes, lines, box_id)
+        assert len(addresses) == 1, (box_id, addresses)
+        entry = by_address(addresses[0])
+        assert entry is not None and entry.param is not None, addresses
+        param = P.BY_NAME[entry.param]
+        if any(dst == box_id for _, _, dst, _ in lines):
+            assert "minimum" not in box and "maximum" not in box, box
+            shown.add(param.name)
+            continue
+        cls = box["maxclass"]
+        if cls in ("number", "flonum"):
+            assert cls == {"int": "number", "float": "flonum"}[param.kind], (cls, param.name)
+            assert box.get("minimum") == param.minimum, (param.name, box.get("minimum"))
+            assert box.get("maximum") == param.maximum, (param.name, box.get("maximum"))
+            number_type = int if param.kind == "int" else float
+            assert all(isinstance(box[k], number_type) for k in ("minimum", "maximum") if k in box)
+        elif cls == "live.dial":
+            values = box["saved_attribute_attributes"]["valueof"]
+            assert (values["parameter_mmin"], values["parameter_mmax"]) == (
+                param.minimum, param.maximum)
+            assert values["parameter_initial"] == [param.default]
+        else:  # a Max dial counts 0 .. size-1; the "/ N." box after it scales that to the range
+            scaler = next(boxes[d]["text"] for s, _, d, _ in lines if s == box_id)
+            divisor = float(scaler.split()[1])
+            assert param.minimum == 0
+            assert (box["size"] - 1) / divisor == pytest.approx(param.maximum)
+        checked.add(param.name)
+    turned, from_live = PARAM_WIDGETS[name]
+    assert (checked, shown) == (turned, from_live)
 
 
 def _value_for(tag: str, address: str) -> Any:

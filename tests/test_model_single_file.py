@@ -15,7 +15,8 @@ from ldm_checkpoint import TEXT_PREFIX, UNET_PREFIX, to_ldm, write_checkpoint, w
 
 from riffbridge.cli import main
 from riffbridge.errors import ModelNotFoundError, RenderError
-from riffbridge.render.model import Components, load_components
+from riffbridge.render.components import Components
+from riffbridge.render.model import load_components
 from riffbridge.render.riffuse import Renderer, RiffuseJob
 from riffbridge.render.tiny import build_tiny
 

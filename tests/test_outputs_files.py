@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from riffbridge import fsutil
 from riffbridge.errors import OutputError
 from riffbridge.loops.types import Loop
-from riffbridge.outputs import files
 from riffbridge.outputs.files import OutputFolder, slugify
 
 START = dt.datetime(2026, 11, 23, 5, 4, 3)
@@ -88,7 +88,7 @@ def test_disk_full_leaves_no_partial_file(tmp_path: Path,
     before = visible(tmp_path)
     latest = (tmp_path / "latest.wav").read_bytes()
     calls = {"n": 0}
-    real = files._write_all
+    real = fsutil._write_all
 
     def failing(fd: int, data: bytes) -> None:
         calls["n"] += 1
@@ -97,13 +97,13 @@ def test_disk_full_leaves_no_partial_file(tmp_path: Path,
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         real(fd, data)
 
-    monkeypatch.setattr(files, "_write_all", failing)
+    monkeypatch.setattr(fsutil, "_write_all", failing)
     with pytest.raises(OutputError, match=r"disk full while writing .*0002_.*wav"):
         out.write(make_loop("next one"))
     assert visible(tmp_path) == before  # no partial WAV, no orphan sidecar, no temp file
     assert (tmp_path / "latest.wav").read_bytes() == latest
     assert len((out.run_dir / "index.jsonl").read_text().splitlines()) == 1
-    monkeypatch.setattr(files, "_write_all", real)
+    monkeypatch.setattr(fsutil, "_write_all", real)
     assert out.write(make_loop("next one")).name.startswith("0002_")  # recovers
     assert good.exists()
 
@@ -114,7 +114,7 @@ def test_permission_errors_are_clear(tmp_path: Path, monkeypatch: pytest.MonkeyP
     def denied(*args: object, **kwargs: object) -> None:
         raise PermissionError(errno.EACCES, "Permission denied")
 
-    monkeypatch.setattr(files.tempfile, "mkstemp", denied)
+    monkeypatch.setattr(fsutil.tempfile, "mkstemp", denied)
     with pytest.raises(OutputError, match=r"no permission to write .*choose a writable"):
         out.write(make_loop())
     assert visible(tmp_path) == [out.run_dir.name]
@@ -136,6 +136,13 @@ def test_read_only_folder(tmp_path: Path) -> None:
     ro.mkdir(mode=0o555)
     with pytest.raises(OutputError, match=r"no permission|cannot create"):
         OutputFolder(ro / "out")
+
+
+def test_an_output_folder_that_cannot_be_made_names_the_flag(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    with pytest.raises(OutputError, match=r"cannot create output folder .*file/out: .*; choose "
+                       r"a folder you can write to \(serve: --out-dir; render: the output "):
+        OutputFolder(tmp_path / "file" / "out")
 
 
 def test_output_path_that_is_a_file(tmp_path: Path) -> None:

@@ -12,9 +12,17 @@ from PIL import Image
 
 from riffbridge.cli import main
 from riffbridge.errors import AudioFileError, ConfigError, DeviceError, ModelNotFoundError
-from riffbridge.render.model import load_components, resolve_device
-from riffbridge.render.riffuse import ImageRef, Renderer, RiffuseJob
+from riffbridge.render.model import load_components
+from riffbridge.render.riffuse import (
+    LATENT_CACHE_SIZE,
+    TEXT_CACHE_SIZE,
+    ImageRef,
+    Renderer,
+    RiffuseJob,
+)
 from riffbridge.render.seamless import set_time_tiling
+from riffbridge.spectrogram import SpectrogramConverter
+from riffbridge.torch_device import resolve_device
 
 W = 64
 
@@ -166,6 +174,46 @@ def test_tiny_saved_and_loaded_back(tmp_path: Path, renderer: Renderer) -> None:
     assert (px(a) == px(b)).all()
 
 
+def test_caches_keep_the_most_recently_used_prompts_and_seeds() -> None:
+    """A long session's prompts and seed images do not pile up; what is dropped is recomputed
+    to the same numbers, and a render gives the same clip before and after."""
+    import torch
+
+    renderer = Renderer("tiny", device="cpu")
+    encodes: list[str] = []
+    renderer.components.text_encoder.register_forward_hook(lambda *_: encodes.append("text"))
+    renderer.components.vae.encoder.register_forward_hook(lambda *_: encodes.append("seed"))
+    before = px(renderer.render([job(seed_image=stripes())])[0])
+    first = renderer.text_embedding("jazz").clone()
+
+    prompts = [f"prompt {i}" for i in range(TEXT_CACHE_SIZE + 10)]
+    for prompt in prompts:
+        renderer.text_embedding(prompt)
+    assert len(renderer._text_cache) == TEXT_CACHE_SIZE
+    encodes.clear()
+    oldest_kept = prompts[-TEXT_CACHE_SIZE]
+    renderer.text_embedding(oldest_kept)  # a hit, and now the most recently used
+    renderer.text_embedding("one more")  # pushes out prompts[-TEXT_CACHE_SIZE + 1] instead
+    renderer.text_embedding(oldest_kept)
+    assert encodes == ["text"]
+    renderer.text_embedding(prompts[-TEXT_CACHE_SIZE + 1])
+    assert encodes == ["text", "text"] and len(renderer._text_cache) == TEXT_CACHE_SIZE
+    again = renderer.text_embedding("jazz")  # long gone: encoded again, the same numbers
+    assert torch.equal(again, first) and len(renderer._text_cache) == TEXT_CACHE_SIZE
+
+    seeds = [ImageRef.from_image(Image.fromarray(np.full((512, W, 3), 100 + i, np.uint8)))
+             for i in range(LATENT_CACHE_SIZE + 2)]
+    latents = [renderer.seed_latents(seed, W, False).clone() for seed in seeds]
+    assert len(renderer._latent_cache) == LATENT_CACHE_SIZE
+    encodes.clear()
+    assert torch.equal(renderer.seed_latents(seeds[-1], W, False), latents[-1])
+    assert encodes == []  # recent: cached
+    assert torch.equal(renderer.seed_latents(seeds[0], W, False), latents[0])
+    assert encodes == ["seed"] and len(renderer._latent_cache) == LATENT_CACHE_SIZE
+
+    assert (px(renderer.render([job(seed_image=stripes())])[0]) == before).all()
+
+
 def test_missing_model_and_devices(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
@@ -173,12 +221,46 @@ def test_missing_model_and_devices(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         load_components("riffusion/riffusion-model-v1")
     with pytest.raises(ModelNotFoundError, match="no such file"):
         load_components(str(tmp_path / "nope"))
+
+
+def test_devices_are_explicit(monkeypatch: pytest.MonkeyPatch,
+                              caplog: pytest.LogCaptureFixture) -> None:
+    """One rule for the renderer and the converter: auto picks and says so; a name or a
+    torch.device that is not there is refused with the value and the fix, never a fallback."""
     import torch
 
-    if not torch.cuda.is_available():
-        with pytest.raises(DeviceError, match="CUDA is not available"):
-            resolve_device("cuda")
-    assert resolve_device("auto").type in ("cuda", "mps", "cpu")
+    with caplog.at_level("INFO", logger="riffbridge.torch_device"):
+        picked = resolve_device("auto")
+    assert picked.type in ("cuda", "mps", "cpu")
+    assert f"device auto -> {picked.type}" in caplog.text
+    assert resolve_device("cpu") == resolve_device(torch.device("cpu")) == torch.device("cpu")
+    with pytest.raises(ConfigError, match=r"unknown device 'gpu0': use auto, cpu, cuda"):
+        resolve_device("gpu0")
+    # A machine without CUDA (faked here so the check runs on a GPU machine too).
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for device in ("cuda", torch.device("cuda:1")):
+        with pytest.raises(DeviceError, match=r"'cuda(:1)?' asked for, but CUDA is not "
+                           r"available here .*use --device cpu"):
+            resolve_device(device)
+    with pytest.raises(DeviceError, match="CUDA is not available"):
+        Renderer("tiny", device="cuda")
+    with pytest.raises(DeviceError, match="CUDA is not available"):
+        SpectrogramConverter(device="cuda")
+    if not torch.backends.mps.is_available():
+        with pytest.raises(DeviceError, match=r"'mps' asked for, but MPS is not available "
+                           r"here: use --device cpu"):
+            resolve_device("mps")
+
+
+def test_a_gpu_index_past_the_last_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("cuda:1") == torch.device("cuda:1")
+    with pytest.raises(DeviceError, match=r"'cuda:2' does not exist, this machine has 2 "
+                       r"GPU\(s\): use --device cuda:0 .. cuda:1, or cpu"):
+        resolve_device("cuda:2")
 
 
 def test_cli_render_writes_wav_and_png(tmp_path: Path, capsys: pytest.CaptureFixture[str]

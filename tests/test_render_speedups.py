@@ -17,7 +17,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from riffbridge.cli import main
 from riffbridge.config import build
 from riffbridge.errors import ConfigError
-from riffbridge.render.model import Components
+from riffbridge.render.components import Components
 from riffbridge.render.riffuse import Renderer, RiffuseJob
 from riffbridge.render.seamless import set_time_tiling
 from riffbridge.render.tiny import build_tiny

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from riffbridge.audio_io import read_audio, write_audio
-from riffbridge.errors import AudioFileError, ConfigError
+from riffbridge.errors import AudioFileError, ConfigError, DeviceError
 from riffbridge.spectrogram import (
     EXIF_TAGS,
     SpectrogramConverter,
@@ -277,10 +277,21 @@ def test_circular_reconstruction_loops_without_a_jump() -> None:
     assert steps.max() <= 1.5 * inside.max()
 
 
+def test_bad_arguments_are_config_errors() -> None:
+    from riffbridge.spectrogram.stft import initial_phase
+
+    with pytest.raises(ConfigError, match=r"mel must be \(1, n_mels, frames\) for "
+                       r"stereo=False, got shape \(2, 512, 8\)"):
+        mel_to_image(np.ones((2, 512, 8), dtype=np.float32), SpectrogramParams())
+    framing = Framing(4410, 441, 4410, 4)
+    with pytest.raises(ConfigError, match="unknown initial phase 'zero'; use 'random' or"):
+        initial_phase(torch.ones(1, 4, 2206), framing, "zero", 0)
+
+
 def test_devices_are_explicit() -> None:
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA; the refusal is for machines without it")
-    with pytest.raises(ConfigError, match="no CUDA GPU"):
+    with pytest.raises(DeviceError, match=r"CUDA is not available here.*use --device cpu"):
         SpectrogramConverter(device="cuda")
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import io
 from pathlib import Path
 
 from riffbridge.errors import AudioFileError, ConfigError
+from riffbridge.params import BY_NAME
 
 IMAGE_SUFFIXES = (".png",)
 AUDIO_IN = (".wav", ".flac", ".ogg", ".aiff", ".aif")
@@ -22,7 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("input", type=Path, help="audio file or spectrogram PNG")
     p.add_argument("output", type=Path, help="spectrogram PNG or audio file to write")
     p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, mps")
-    p.add_argument("--quality", choices=("fast", "high"), default="fast",
+    p.add_argument("--quality", choices=BY_NAME["quality"].choices, default="fast",
                    help="image -> audio: fast (default) or high (more Griffin-Lim iterations)")
     p.add_argument("--iters", type=int, default=None,
                    help="image -> audio: Griffin-Lim iterations (overrides --quality's count)")
@@ -54,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _audio_to_image(args: argparse.Namespace, src: Path, dst: Path) -> None:
-    from riffbridge.audio_io import atomic_path, read_audio
+    from riffbridge.audio_io import read_audio, write_file
     from riffbridge.spectrogram import SpectrogramParams, audio_to_image
 
     audio, rate = read_audio(src)
@@ -63,8 +65,9 @@ def _audio_to_image(args: argparse.Namespace, src: Path, dst: Path) -> None:
             raise ConfigError(f"--seconds must be positive, got {args.seconds}")
         audio = audio[:, : round(args.seconds * rate)]
     image = audio_to_image(audio, rate, SpectrogramParams(stereo=args.stereo), device=args.device)
-    with atomic_path(dst) as tmp:
-        image.save(tmp, format="PNG", exif=image.info["exif"])
+    png = io.BytesIO()
+    image.save(png, format="PNG", exif=image.info["exif"])
+    write_file(dst, png.getvalue())
 
 
 def _image_to_audio(args: argparse.Namespace, src: Path, dst: Path) -> None:

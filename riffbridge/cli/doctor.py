@@ -34,7 +34,7 @@ class Check:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from riffbridge.render.model import DEFAULT_MODEL
+    from riffbridge.params import DEFAULT_MODEL
 
     p = sub.add_parser(
         "doctor", help="check torch, the GPU, the model, audio, MIDI and the output folder",
@@ -98,7 +98,7 @@ def check_device(name: str) -> Check:
     try:
         import torch
 
-        from riffbridge.render.model import resolve_device
+        from riffbridge.torch_device import resolve_device
 
         device = resolve_device(name)
     except ImportError:
@@ -119,7 +119,7 @@ def check_device(name: str) -> Check:
 
 
 def _model_fix(model: str) -> str:
-    from riffbridge.render.model import DEFAULT_MODEL
+    from riffbridge.params import DEFAULT_MODEL
 
     hub_id = model if _looks_like_hub_id(model) else DEFAULT_MODEL
     offline = ("unset HF_HUB_OFFLINE and " if os.environ.get("HF_HUB_OFFLINE", "")

@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from riffbridge.errors import ConfigError
+from riffbridge.params import BY_NAME, DEFAULT_MODEL
 
 if TYPE_CHECKING:
     from PIL import Image
 
-    from riffbridge.loops.seed import Seed
     from riffbridge.loops.types import Loop
+    from riffbridge.pipeline import LoopRequest
     from riffbridge.render.riffuse import Renderer, RiffuseJob
 
 LOOP_ONLY = ("beats_per_bar", "pattern", "seed_audio", "quality")
@@ -53,18 +54,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--beats-per-bar", type=int, default=None,
                    help="with --bpm: beats per bar, 1-16 (default 4)")
     p.add_argument("--pattern", default=None,
-                   help="with --bpm: the seed groove (default four-on-the-floor; "
+                   help=f"with --bpm: the seed groove (default {BY_NAME['pattern'].default}; "
                    "`riffbridge seed --list` shows them)")
     p.add_argument("--seed-audio", type=Path, default=None, metavar="FILE",
                    help="with --bpm: seed from this sound file stretched to the loop")
     p.add_argument("--seed-image", type=Path, default=None, help="a ready seed image")
     p.add_argument("--mask", type=Path, default=None)
-    p.add_argument("--quality", default=None, choices=("fast", "high"),
+    p.add_argument("--quality", default=None, choices=BY_NAME["quality"].choices,
                    help="with --bpm: spectrogram-to-audio quality (default fast)")
     p.add_argument("--scheduler", default="default", choices=("default", "dpm++2m", "ddim"))
     p.add_argument("--tile-time", action="store_true",
                    help="render a horizontally seamless clip (always on with --bpm)")
-    p.add_argument("--model", default="riffusion/riffusion-model-v1",
+    p.add_argument("--model", default=DEFAULT_MODEL,
                    help="hub id, diffusers folder, .ckpt/.safetensors file, or tiny")
     p.add_argument("--device", default="auto", help="auto, cuda, cuda:N, mps or cpu")
     p.add_argument("--dtype", default="auto", choices=("auto", "fp16", "bf16", "fp32"))
@@ -121,10 +122,14 @@ def _render(args: argparse.Namespace, job: RiffuseJob
         started = time.perf_counter()
         image = renderer.render([job], progress)[0]
         seconds = time.perf_counter() - started
+    _save_image(args, image)
+    return renderer, image, seconds
+
+
+def _save_image(args: argparse.Namespace, image: Image.Image) -> None:
     if args.image is not None:
         image.save(args.image, format="PNG")
         print(f"wrote {args.image}")
-    return renderer, image, seconds
 
 
 def _render_clip(args: argparse.Namespace) -> int:
@@ -167,53 +172,60 @@ def _check_loop_args(args: argparse.Namespace) -> None:
         raise ConfigError(f"the folder of {args.output} does not exist; create it first")
 
 
-def _seed(args: argparse.Namespace, beats_per_bar: int) -> Seed | None:
-    """The seed made for this loop; None when --seed-image gives a ready image."""
-    from riffbridge.loops.seed import DEFAULT_PATTERN, default_seed, wav_seed
+def _loop_request(args: argparse.Namespace) -> LoopRequest:
+    """The loop the flags name, as the engine would name it: one key, one pipeline."""
+    from riffbridge.engine.plan import LoopKey
+    from riffbridge.loops.seed import DEFAULT_PATTERN
+    from riffbridge.pipeline import LoopRequest
 
-    if args.seed_image is not None:
-        return None
-    with _stage("seed"):
-        if args.seed_audio is not None:
-            return wav_seed(args.seed_audio, args.bpm, args.bars, beats_per_bar)
-        return default_seed(args.bpm, args.bars, beats_per_bar, args.pattern or DEFAULT_PATTERN)
+    source = args.seed_audio or args.seed_image
+    key = LoopKey(prompt_a=args.prompt,
+                  prompt_b=args.prompt if args.prompt_b is None else args.prompt_b,
+                  seed_a=args.seed, seed_b=args.seed if args.seed_b is None else args.seed_b,
+                  negative=args.negative, alpha=args.alpha, denoise=args.denoise,
+                  guidance=args.guidance, steps=args.steps, bpm=args.bpm, bars=args.bars,
+                  beats_per_bar=4 if args.beats_per_bar is None else args.beats_per_bar,
+                  pattern=str(source) if source is not None else args.pattern or DEFAULT_PATTERN)
+    return LoopRequest(key, quality=args.quality or "fast", seed_dir=None,
+                       scheduler=args.scheduler, denoise_b=args.denoise_b,
+                       guidance_b=args.guidance_b,
+                       mask=None if args.mask is None else str(args.mask))
 
 
 def _render_loop(args: argparse.Namespace) -> int:
-    """A finished loop: seed -> render tiled in time -> loop shaping -> WAV with tempo chunks."""
-    from riffbridge.loops.shape import ShapeSettings, shape_image
-    from riffbridge.render.riffuse import ImageRef
+    """A finished loop through the engine's own pipeline (seed -> render tiled in time -> loop
+    shaping), written as a WAV with tempo chunks and its JSON sidecar."""
+    import time
+
+    from tqdm import tqdm
+
+    from riffbridge.pipeline import make_loop
+    from riffbridge.render.riffuse import Renderer
 
     _check_loop_args(args)
-    beats_per_bar = 4 if args.beats_per_bar is None else args.beats_per_bar
-    seed = _seed(args, beats_per_bar)
-    seed_image = args.seed_image if seed is None else ImageRef.from_image(seed.image)
-    job = _job(args, width=None, seed_image=seed_image, tile_time=True)
-    renderer, image, render_seconds = _render(args, job)
-    metadata = {
-        "prompt": job.prompt_a, "prompt_b": job.prompt_end, "seeds": [job.seed_a, job.seed_end],
-        "alpha": job.alpha, "denoise": job.denoise, "guidance": job.guidance,
-        "negative": job.negative, "steps": job.steps, "scheduler": job.scheduler,
-        "model": renderer.components.name, "device": str(renderer.device),
-        "pattern": args.seed_image.name if seed is None else seed.source,
-        "render_seconds": round(render_seconds, 3),
-    }
-    settings = ShapeSettings(quality=args.quality or "fast", device=str(renderer.device))
-    with _stage("shape"):
-        loop = shape_image(image, args.bpm, args.bars, beats_per_bar, settings, metadata)
+    request = _loop_request(args)
+    renderer = Renderer(args.model, device=args.device, dtype=args.dtype)
+    with tqdm(total=100, desc="render", unit="%", disable=None, leave=False) as bar:
+        def progress(fraction: float) -> None:
+            bar.update(round(fraction * 100) - bar.n)
+
+        started = time.perf_counter()
+        loop = make_loop(renderer, request, progress, on_image=lambda image: _save_image(
+            args, image))
+        seconds = time.perf_counter() - started
     path = _write_loop(loop, args.output)
     print(f"wrote {path} ({loop.bars} bars at {loop.bpm:g} bpm, {loop.num_samples} samples, "
-          f"{loop.seconds:.2f} s)")
+          f"{loop.seconds:.2f} s; made in {seconds:.1f} s)")
     return 0
 
 
 def _write_loop(loop: Loop, output: Path) -> Path:
-    """One .wav file, or a run folder (WAV, sidecar, index) under the ``output`` folder."""
-    from riffbridge.outputs.files import OutputFolder, atomic_write
-    from riffbridge.outputs.wav import WavSettings, wav_bytes
+    """One .wav file with its .json sidecar, or a run folder (WAVs, sidecars, index) under the
+    ``output`` folder, as `riffbridge serve` writes them."""
+    from riffbridge.outputs.files import OutputFolder, write_loop_file
+    from riffbridge.outputs.wav import WavSettings
 
-    settings = WavSettings("pcm24", 44100)
+    settings = WavSettings("pcm24", loop.sample_rate)
     if output.suffix.lower() == ".wav":
-        return atomic_write(output, wav_bytes(loop, settings))
+        return write_loop_file(output, loop, settings)
     return OutputFolder(output, settings).write(loop)
-

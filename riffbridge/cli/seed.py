@@ -8,6 +8,9 @@ import json
 from pathlib import Path
 
 from riffbridge.errors import ConfigError
+from riffbridge.params import BY_NAME
+
+DEFAULT_PATTERN: str = BY_NAME["pattern"].default
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -27,7 +30,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bars", type=int, default=4, help="loop length in bars, 1-16 (default 4)")
     p.add_argument("--beats", type=int, default=4, help="beats per bar (default 4)")
     p.add_argument("--pattern", default=None,
-                   help="named groove (default four-on-the-floor); see --list")
+                   help=f"named groove (default {DEFAULT_PATTERN}); see --list")
     p.add_argument("--steps", action="append", default=[], metavar="INSTRUMENT=STEPS",
                    help="custom step string, repeatable; on top of --pattern when both are given")
     p.add_argument("--from-wav", type=Path, default=None, metavar="FILE",
@@ -66,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
                 base = get_pattern(args.pattern) if args.pattern else None
                 pattern = custom_pattern(args.steps, base)
             else:
-                pattern = get_pattern(args.pattern or "four-on-the-floor")
+                pattern = get_pattern(args.pattern or DEFAULT_PATTERN)
             seed = pattern_seed(pattern, args.bpm, args.bars, args.beats)
         bar.update()
     buf = io.BytesIO()

@@ -14,13 +14,23 @@ import argparse
 import contextlib
 import logging
 import os
+import queue
 import signal
 import sys
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from riffbridge.config import ServeConfig
+    from riffbridge.control.clocks import ClockSources
+    from riffbridge.control.hub import Hub
+    from riffbridge.engine.engine import Engine
+    from riffbridge.outputs.devices import AudioDevice
+    from riffbridge.outputs.files import OutputFolder
+    from riffbridge.state import EngineState
 
 log = logging.getLogger("riffbridge.serve")
 
@@ -29,48 +39,39 @@ STATUS_LINE_EVERY_S = 10.0  # when stdout is not a terminal
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    from riffbridge import params as P
+
     p = sub.add_parser("serve", help="run the live engine (OSC/MIDI in, loops to audio and files)",
-                       description="Run the live engine. Flags override the --config file.")
+                       description="Run the live engine. Flags override the --config file; "
+                       "docs/configuration.md lists every setting.")
     p.add_argument("--config", type=Path, default=None, help="TOML settings file")
-    p.add_argument("--model", help="hub id, diffusers folder, .ckpt/.safetensors file, or tiny "
-                                   "(default riffusion/riffusion-model-v1)")
-    p.add_argument("--device", help="auto, cuda, cuda:N, mps or cpu (default auto)")
-    p.add_argument("--dtype", help="auto, fp16, bf16 or fp32")
-    p.add_argument("--cuda-graphs", dest="cuda_graphs", action="store_const", const=True,
-                   help="replay each UNet step as a CUDA graph (CUDA only; faster steps, "
-                        "one capture per loop width)")
-    p.add_argument("--audio-out", help="audio output name or index, 'default', or 'none' "
-                                       "(files only)")
-    p.add_argument("--out-dir", help="folder for the loop WAVs (default ./out), or 'none'")
-    p.add_argument("--bpm", type=float)
-    p.add_argument("--bars", type=int)
-    p.add_argument("--beats-per-bar", type=int)
-    p.add_argument("--steps", type=int)
-    p.add_argument("--prompt", help="style A")
-    p.add_argument("--prompt-b", help="style B")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--seed-b", type=int)
-    p.add_argument("--pattern", help="seed groove (riffbridge seed --list)")
-    p.add_argument("--quantum", help="where switches land: beat, bar or loop")
-    p.add_argument("--xfade", type=float, help="switch crossfade in seconds")
-    p.add_argument("--auto", type=float, help="auto walk: alpha change per loop (0 = off)")
-    p.add_argument("--clock", help="internal, midi or link")
-    p.add_argument("--osc-host")
-    p.add_argument("--osc-port", type=int)
-    p.add_argument("--reply-port", type=int)
-    p.add_argument("--midi-in", help="MIDI input (any part of its name), or 'virtual'")
-    p.add_argument("--midi-api", help="auto, jack or default")
-    p.add_argument("--midi-map", help="MIDI map TOML file (default: the built-in map)")
-    p.add_argument("--presets", help="presets TOML file (read and written)")
-    p.add_argument("--seed-dir", help="folder of seed images/sounds that /rb/pattern may name")
-    p.add_argument("--cache-mb", type=float, help="loop cache bound in MB (default 512)")
-    p.add_argument("--quality", help="Griffin-Lim quality: fast or high")
-    p.add_argument("--blocksize", type=int, help="audio block in frames (default 512)")
-    p.add_argument("--no-autoplay", dest="autoplay", action="store_const", const=False,
-                   help="wait for /rb/play before sounding")
+    for param in P.SETTINGS:  # the flags are a view of the parameter table
+        if not param.cli_flag:
+            continue
+        help_text = f"{param.help} ({_default_text(param)})"
+        if param.kind == "bool":
+            p.add_argument(param.cli_flag, dest=param.key, action="store_const",
+                           const=not param.default, help=help_text)
+        else:
+            p.add_argument(param.cli_flag, dest=param.key, type=_ARG_TYPES[param.kind],
+                           metavar=param.metavar, help=help_text)
     p.add_argument("--for-seconds", type=float, default=None,
                    help="stop after this many seconds (tests, installations on a timer)")
     p.set_defaults(func=run)
+
+
+_ARG_TYPES: dict[str, Callable[[str], Any]] = {"str": str, "int": int, "float": float}
+
+
+def _default_text(param: Any) -> str:
+    unit = f" {param.unit}" if param.unit else ""
+    if param.choices:
+        return f"{', '.join(param.choices)}; default {param.default}"
+    if param.kind == "bool":
+        return "off" if param.default is False else "on by default"
+    if param.minimum is not None and param.maximum is not None:
+        return f"{param.minimum:g}-{param.maximum:g}{unit}, default {param.default!r}"
+    return f"default {param.default!r}" if param.default != "" else "default none"
 
 
 def _flags(args: argparse.Namespace) -> dict[str, Any]:
@@ -116,32 +117,21 @@ def run(args: argparse.Namespace) -> int:
         return serve(conf, shutdown.event, args.for_seconds, shutdown=shutdown)
 
 
-def _initial_state(conf: Any) -> Any:
-    """The engine's first state from the settings, checked as OSC would check each value (an
-    unknown --pattern would otherwise fail every render, over and over, after a model load)."""
+def initial_state(conf: ServeConfig) -> EngineState:
+    """The engine's first state from the settings (each value was checked by ``config``); an
+    unknown --pattern would otherwise fail every render, over and over, after a model load."""
     from riffbridge.control.hub import check_pattern_file
     from riffbridge.errors import ConfigError, ControlError
     from riffbridge.loops.patterns import GROOVES
-    from riffbridge.state import EngineState, coerce
+    from riffbridge.state import EngineState
 
-    prompt_a, prompt_b = conf.setlist[0] if conf.setlist else (conf.prompt, conf.prompt_b)
-    params = {"prompt_a": ("prompt", prompt_a), "prompt_b": ("prompt-b", prompt_b),
-              "seed_a": ("seed", conf.seed), "seed_b": ("seed-b", conf.seed_b),
-              "bpm": ("bpm", conf.bpm), "bars": ("bars", conf.bars),
-              "beats_per_bar": ("beats-per-bar", conf.beats_per_bar),
-              "steps": ("steps", conf.steps), "pattern": ("pattern", conf.pattern),
-              "quantum": ("quantum", conf.quantum), "xfade": ("xfade", conf.xfade),
-              "auto": ("auto", conf.auto), "clock": ("clock", conf.clock)}
-    values = {}
-    for name, (flag, value) in params.items():
-        try:
-            values[name] = coerce(name, value)
-            if name == "pattern":
-                check_pattern_file(value, Path(conf.seed_dir) if conf.seed_dir else None,
-                                   frozenset(GROOVES))
-        except ControlError as exc:
-            raise ConfigError(f"--{flag}: {exc}") from None
-    return EngineState(**values)
+    state = EngineState(**conf.initial_state())
+    try:
+        check_pattern_file(state.pattern, Path(conf.seed_dir) if conf.seed_dir else None,
+                           frozenset(GROOVES))
+    except ControlError as exc:
+        raise ConfigError(f"--pattern: {exc}") from None
+    return state
 
 
 def _remove_if_empty(folder: Path) -> None:
@@ -153,11 +143,11 @@ def _remove_if_empty(folder: Path) -> None:
 
 def _kill(pid: int | None) -> None:
     if pid is not None:
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(ProcessLookupError):  # it is gone already: nothing to end
             os.kill(pid, signal.SIGKILL)
 
 
-def serve(conf: Any, stop: threading.Event, for_seconds: float | None = None, *,
+def serve(conf: ServeConfig, stop: threading.Event, for_seconds: float | None = None, *,
           shutdown: Shutdown | None = None) -> int:
     from riffbridge.control.hub import Hub
     from riffbridge.control.presets import PresetStore
@@ -169,7 +159,7 @@ def serve(conf: Any, stop: threading.Event, for_seconds: float | None = None, *,
     if not conf.files and not conf.device_output:
         raise ConfigError("--audio-out none and --out-dir none leave nothing to play to: "
                           "give an audio device or an output folder")
-    state = _initial_state(conf)
+    state = initial_state(conf)
     device = None
     if conf.device_output:
         from riffbridge.outputs.devices import find_output
@@ -188,36 +178,43 @@ def serve(conf: Any, stop: threading.Event, for_seconds: float | None = None, *,
     return 0
 
 
-def _run(conf: Any, hub: Any, device: Any, folder: Any, stop: threading.Event,
-         for_seconds: float | None, shutdown: Shutdown | None) -> bool:
+def _run(conf: ServeConfig, hub: Hub, device: AudioDevice | None, folder: OutputFolder | None,
+         stop: threading.Event, for_seconds: float | None, shutdown: Shutdown | None) -> bool:
     """Start everything, run until ``stop``, stop it all; whether it got to run."""
+    from riffbridge.control.clocks import ClockSources
+    from riffbridge.control.feedback import Feedback
     from riffbridge.control.osc_server import OscServer
     from riffbridge.engine.engine import Engine, EngineSettings
     from riffbridge.engine.player import Player
-    from riffbridge.engine.worker import WorkerSettings
+    from riffbridge.engine.worker import RenderWorker, WorkerSettings
     from riffbridge.errors import RenderError
+    from riffbridge.events import Event
     from riffbridge.outputs.audio_stream import DeviceStream, PacedStream
     from riffbridge.outputs.writer import LoopWriter
     from riffbridge.state import Play
 
     rate = round(device.default_samplerate) if device is not None else 44100
-    # The engine announces each written loop (/rb/clip) itself: it sets the writer's on_written.
-    writer = LoopWriter(folder, on_error=lambda e: hub.push("/rb/error", "files", e)).start() \
-        if folder is not None else None
+    events: queue.Queue[Event] = queue.Queue()
+    # The engine takes the writer's callbacks: a written file can be announced (/rb/clip), and a
+    # file that cannot be written is news like any other (EngineError "files").
+    writer = LoopWriter(folder).start() if folder is not None else None
     player = Player()
-    settings = EngineSettings(
-        worker=WorkerSettings(conf.model, conf.device, conf.dtype,
-                              cuda_graphs=conf.cuda_graphs), grid=conf.grid,
-        cache_mb=conf.cache_mb, quality=conf.quality, seed_dir=conf.seed_dir or None,
-        setlist=conf.setlist, render_timeout_s=conf.render_timeout)
-    engine = Engine(hub, player, rate, settings, writer=writer, block=conf.blocksize)
+    worker = RenderWorker(WorkerSettings(conf.model, conf.device, conf.dtype,
+                                         cuda_graphs=conf.cuda_graphs),
+                          render_timeout_s=conf.render_timeout)
+    settings = EngineSettings(grid=conf.grid, cache_mb=conf.cache_mb, quality=conf.quality,
+                              seed_dir=conf.seed_dir or None, setlist=conf.setlist,
+                              render_timeout_s=conf.render_timeout)
+    engine = Engine(hub.state, player, rate, settings, worker=worker, writer=writer,
+                    block=conf.blocksize, events=events)
+    hub.add_listener(engine.post)
     if shutdown is not None:  # os._exit would leave the worker process behind, model loaded
-        shutdown.at_force(lambda: _kill(engine.worker.pid))
+        shutdown.at_force(lambda: _kill(worker.pid))
     print(f"riffbridge: loading {conf.model} on {conf.device} ...", flush=True)
     with contextlib.ExitStack() as stack:
-        stream: Any = (DeviceStream(device.index, rate, player.fill, blocksize=conf.blocksize)
-                       if device is not None else
-                       PacedStream(rate, player.fill, blocksize=conf.blocksize))
+        stream: DeviceStream | PacedStream = (
+            DeviceStream(device.index, rate, player.fill, blocksize=conf.blocksize)
+            if device is not None else PacedStream(rate, player.fill, blocksize=conf.blocksize))
         stack.enter_context(stream)
         if writer is not None:
             stack.callback(writer.close)  # closes before the stream: files finish first
@@ -231,16 +228,23 @@ def _run(conf: Any, hub: Any, device: Any, folder: Any, stop: threading.Event,
         if stop.is_set():
             print("riffbridge: stopped while loading the model", flush=True)
             return False
+        stack.enter_context(Feedback(hub, events))  # closed after the engine: last news out
+        hub.set_status_provider(engine.status_numbers)
+        stack.callback(hub.set_status_provider, None)
         inputs = contextlib.ExitStack()
         stack.callback(inputs.close)  # closed first: no new input while the rest stops
         osc = inputs.enter_context(OscServer(hub, conf.osc_host, conf.osc_port,
                                              conf.reply_port))
-        midi_line = _open_midi(conf, hub, engine, inputs)
-        link_line = _open_link(conf, hub, engine, inputs)
+        clocks = inputs.enter_context(ClockSources(hub, engine.clock_sync,
+                                                   midi_available=bool(conf.midi_in)))
+        midi_line = _open_midi(conf, hub, clocks, inputs)
+        link_line = "off (clock = link to follow Ableton Link)"
+        if conf.clock == "link":
+            clocks.start_link()
+            link_line = "on"
         if conf.autoplay:
             hub.submit(Play(), source="engine")
-        _print_block(conf, engine.worker.ready, stream, rate, osc, folder, midi_line, link_line)
-        clocks = _ClockSources(conf, hub, engine, inputs, link_running=conf.clock == "link")
+        _print_block(conf, worker.ready, stream, rate, osc, folder, midi_line, link_line)
         _wait(stop, engine, for_seconds, clocks.check)
         print("\nriffbridge: stopping (Ctrl-C again to force)", flush=True)
     status = engine.status()
@@ -250,85 +254,24 @@ def _run(conf: Any, hub: Any, device: Any, folder: Any, stop: threading.Event,
     return True
 
 
-def _open_midi(conf: Any, hub: Any, engine: Any, stack: contextlib.ExitStack) -> str:
+def _open_midi(conf: ServeConfig, hub: Hub, clocks: ClockSources,
+               stack: contextlib.ExitStack) -> str:
     if not conf.midi_in:
         return "off (--midi-in NAME to use one)"
+    from riffbridge.control.clocks import on_midi_clock
     from riffbridge.control.midi_map import DEFAULT_MAP, MidiMapper, load_map
     from riffbridge.control.midi_port import MidiControl, MidiInput
-    from riffbridge.engine.engine import ClockSync
-    from riffbridge.state import Play, Stop
 
-    def on_clock(event: Any) -> None:
-        if hub.state.clock != "midi":
-            return
-        if event.kind in ("start", "position", "continue"):
-            engine.clock_sync(ClockSync(event.beat, event.time, None, "midi"))
-        # The DAW's transport runs the show: its start/continue play, its stop stops.
-        if event.kind in ("start", "continue", "stop"):
-            with contextlib.suppress(Exception):
-                hub.submit(Stop() if event.kind == "stop" else Play(), source="midi")
-
-    control = MidiControl(hub, MidiMapper(load_map(conf.midi_map or DEFAULT_MAP)), on_clock)
+    control = MidiControl(hub, MidiMapper(load_map(conf.midi_map or DEFAULT_MAP)),
+                          lambda event: on_midi_clock(hub, clocks.sync, event))
     virtual = conf.midi_in == "virtual"
     port = stack.enter_context(MidiInput(control, name=None if virtual else conf.midi_in,
                                          virtual=virtual, api=conf.midi_api))
     return ", ".join(port.port_names) or conf.midi_in
 
 
-def _open_link(conf: Any, hub: Any, engine: Any, stack: contextlib.ExitStack) -> str:
-    if conf.clock != "link":
-        return "off (clock = link to follow Ableton Link)"
-    from riffbridge.control.link import LinkClock
-    from riffbridge.engine.engine import ClockSync
-    from riffbridge.state import ClockTempo
-
-    def on_state(s: Any) -> None:
-        if hub.state.clock != "link":
-            return
-        if abs(hub.state.bpm - s.bpm) > 0.01:
-            with contextlib.suppress(Exception):
-                hub.submit(ClockTempo(round(s.bpm, 2)), source="link")
-        engine.clock_sync(ClockSync(s.beat, s.time, s.bpm, "link"))
-
-    stack.enter_context(LinkClock(conf.bpm, on_state))
-    return "on"
-
-
-class _ClockSources:
-    """/rb/clock can change the tempo source live: Link is joined on demand; a source that
-    cannot run (no aalink, no MIDI input) is refused on /rb/error and the clock goes back to
-    internal, so /rb/bpm works again. Checked from the main thread."""
-
-    def __init__(self, conf: Any, hub: Any, engine: Any, stack: contextlib.ExitStack,
-                 link_running: bool) -> None:
-        self.conf, self.hub, self.engine, self.stack = conf, hub, engine, stack
-        self.link_running = link_running
-
-    def _refuse(self, reason: str) -> None:
-        from riffbridge.state import SetParam
-
-        log.error("/rb/clock: %s", reason)
-        self.hub.push("/rb/error", "/rb/clock", reason)
-        with contextlib.suppress(Exception):
-            self.hub.submit(SetParam("clock", "internal"), source="engine")
-
-    def check(self) -> None:
-        clock = self.hub.state.clock
-        if clock == "midi" and not self.conf.midi_in:
-            self._refuse("clock midi needs a MIDI input: start riffbridge with --midi-in NAME")
-        elif clock == "link" and not self.link_running:
-            from dataclasses import replace
-
-            try:
-                _open_link(replace(self.conf, clock="link", bpm=self.hub.state.bpm), self.hub,
-                           self.engine, self.stack)
-                self.link_running = True
-            except Exception as exc:
-                self._refuse(str(exc))
-
-
-def _print_block(conf: Any, ready: Any, stream: Any, rate: int, osc: Any, folder: Any,
-                 midi: str, link: str) -> None:
+def _print_block(conf: ServeConfig, ready: Any, stream: Any, rate: int, osc: Any,
+                 folder: OutputFolder | None, midi: str, link: str) -> None:
     host, port = osc.address
     lines = [
         f"  model    {conf.model} on {ready.device if ready else conf.device}",
@@ -344,7 +287,7 @@ def _print_block(conf: Any, ready: Any, stream: Any, rate: int, osc: Any, folder
     print("riffbridge is running (Ctrl-C to stop)\n" + "\n".join(lines), flush=True)
 
 
-def _status_line(engine: Any) -> str:
+def _status_line(engine: Engine) -> str:
     s = engine.status()
     st = s.state
     line = (f"{'play' if st.playing else 'stop'} {st.bpm:6.2f} BPM  alpha {st.alpha:4.2f}  "
@@ -354,21 +297,22 @@ def _status_line(engine: Any) -> str:
     return line
 
 
-def _wait(stop: threading.Event, engine: Any, for_seconds: float | None,
+def _wait(stop: threading.Event, engine: Engine, for_seconds: float | None,
           check: Callable[[], None] | None = None) -> None:
     tty = sys.stdout.isatty()
     started = time.monotonic()
     last_line = 0.0
-    fatal = None
+    fatal = False
     while not stop.wait(STATUS_EVERY_S):
         now = time.monotonic()
         if for_seconds is not None and now - started >= for_seconds:
             return
         if check is not None:
             check()
-        if engine.worker.fatal and engine.worker.fatal != fatal:  # once, not every second
-            fatal = engine.worker.fatal
-            log.error("the render worker cannot run: %s", fatal)
+        status = engine.status()
+        if status.worker == "failed" and not fatal:  # once, not every second
+            fatal = True
+            log.error("the render worker cannot run: %s", status.last_error)
         if tty:
             sys.stdout.write("\r" + _status_line(engine)[:160] + "\x1b[K")
             sys.stdout.flush()

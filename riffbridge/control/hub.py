@@ -7,9 +7,12 @@ them, applies them to the state under one lock, and tells everyone:
   takes them from ``events()`` (a queue) or a callback. Commands that do not alter the state
   (render, play on a playing engine) are still delivered, so the engine can act on them.
 - sinks (``add_sink``, the OSC server) get ``(address, args)`` for each changed param, so every
-  subscriber sees every change whoever made it, and whatever the engine ``push``-es.
+  subscriber sees every change whoever made it, and whatever the feedback ``push``-es.
 
-No torch, no audio, no sockets here.
+Locking: the state changes and the listeners' ``Change`` events happen under one lock, so every
+listener sees the changes in the order they were applied (listeners must be quick: a queue put).
+Sinks (sockets) and preset files are written after the lock is released, so a slow peer or disk
+never holds up a knob. No torch, no audio, no sockets here.
 """
 
 from __future__ import annotations
@@ -22,11 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from riffbridge import params as P
 from riffbridge.control.osc_spec import OSC_SPEC
 from riffbridge.control.presets import PresetStore
 from riffbridge.errors import ControlError
 from riffbridge.state import (
-    PARAMS,
     ApplyPreset,
     Command,
     EngineState,
@@ -39,9 +42,6 @@ from riffbridge.state import (
 )
 
 log = logging.getLogger(__name__)
-
-# The seed image suffixes a pattern may name (anything else is a groove name).
-SEED_FILE_SUFFIXES = (".png", ".jpg", ".jpeg", ".wav", ".flac", ".aif", ".aiff")
 
 ADDRESS_OF_PARAM = {e.param: e.address for e in OSC_SPEC if e.kind == "param" and e.param}
 
@@ -68,7 +68,7 @@ StatusNumbers = Callable[[], tuple[int, int, int]]  # queued renders, cached loo
 def check_pattern_file(pattern: str, seed_dir: Path | None,
                        names: frozenset[str] | None) -> None:
     """Refuse a pattern that is neither a known groove nor a file inside ``seed_dir``."""
-    if pattern.lower().endswith(SEED_FILE_SUFFIXES) or "/" in pattern or "\\" in pattern:
+    if P.is_seed_file(pattern):
         if seed_dir is None:
             raise ControlError(f"pattern {pattern!r} names a file but no seed folder is set; "
                                f"start riffbridge with a seed folder")
@@ -106,12 +106,11 @@ class Hub:
         return self._state  # an immutable value: no lock needed to hand it out
 
     def value(self, param: str) -> Any:
-        if param not in PARAMS:
-            raise ControlError(f"unknown parameter {param!r}")
-        return getattr(self._state, param)
+        return getattr(self._state, P.get(param).name)
 
     def set_status_provider(self, numbers: StatusNumbers | None) -> None:
-        """The engine's live numbers for /rb/status: (queued, cached, underruns)."""
+        """The engine's live numbers for /rb/status: (queued, cached, underruns), read from the
+        engine's published snapshot."""
         self._status_numbers = numbers
 
     def status(self) -> tuple[str, float, float, int, int, int]:
@@ -165,19 +164,27 @@ class Hub:
     def submit(self, command: Command, source: str = "osc") -> EngineState:
         """Apply ``command``; raise ``ControlError`` (state unchanged) when it is refused."""
         with self._lock:
-            return self._apply_locked(command, source)
+            new, after = self._apply_locked(command, source)
+        after()
+        return new
 
     def submit_many(self, commands: Sequence[Command],
                     source: str = "osc") -> list[tuple[Command, ControlError]]:
         """Apply ``commands`` in order under one lock (an OSC bundle); a refused one is skipped
         and returned with its error, the rest still apply."""
         errors: list[tuple[Command, ControlError]] = []
+        todo: list[tuple[Command, Callable[[], None]]] = []
         with self._lock:
             for command in commands:
                 try:
-                    self._apply_locked(command, source)
+                    todo.append((command, self._apply_locked(command, source)[1]))
                 except ControlError as exc:
                     errors.append((command, exc))
+        for command, after in todo:
+            try:
+                after()
+            except ControlError as exc:
+                errors.append((command, exc))
         return errors
 
     def _resolve(self, command: Command) -> Command:
@@ -188,17 +195,16 @@ class Hub:
             return self.presets.recall(command.name)
         return command
 
-    def _apply_locked(self, command: Command, source: str) -> EngineState:
+    def _apply_locked(self, command: Command, source: str
+                      ) -> tuple[EngineState, Callable[[], None]]:
+        """Apply under the lock; returns the new state and what to do after the lock (write a
+        saved preset, send the changed params to the sinks)."""
         resolved = self._resolve(command)
         new = apply(self._state, resolved)
-        if isinstance(resolved, SetParam) and resolved.name == "pattern":
+        if isinstance(resolved, (SetParam, ApplyPreset)) and new.pattern != self._state.pattern:
             check_pattern_file(new.pattern, self.seed_dir, self.pattern_names)
-        if isinstance(resolved, ApplyPreset) and new.pattern != self._state.pattern:
-            check_pattern_file(new.pattern, self.seed_dir, self.pattern_names)
-        if isinstance(resolved, SavePreset):
-            if self.presets is None:
-                raise ControlError("no preset file is set; start riffbridge with --presets FILE")
-            self.presets.save(resolved.name, self._state)
+        if isinstance(resolved, SavePreset) and self.presets is None:
+            raise ControlError("no preset file is set; start riffbridge with --presets FILE")
         if isinstance(resolved, MidiLearn):
             if self.learner is None:
                 raise ControlError("MIDI learn needs a MIDI input; start riffbridge with "
@@ -211,8 +217,16 @@ class Hub:
                 listener(change)
             except Exception:
                 log.exception("listener failed on %r", resolved)
-        for name in change.changed:
-            address = ADDRESS_OF_PARAM.get(name)
-            if address is not None:
-                self.push(address, getattr(new, name))
-        return new
+
+        def after() -> None:
+            if isinstance(resolved, SavePreset):
+                # The state as it was when the save arrived; written outside the hub's lock
+                # (the store has its own), and a failed write still refuses the command.
+                assert self.presets is not None
+                self.presets.save(resolved.name, old)
+            for name in change.changed:
+                address = ADDRESS_OF_PARAM.get(name)
+                if address is not None:
+                    self.push(address, getattr(new, name))
+
+        return new, after

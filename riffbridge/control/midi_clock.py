@@ -17,6 +17,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from riffbridge.errors import ConfigError
+
 PPQN = 24
 MIN_BPM, MAX_BPM = 20.0, 300.0
 
@@ -38,7 +40,7 @@ class ClockEvent:
 class MidiClock:
     def __init__(self, window: int = 2 * PPQN, min_change_bpm: float = 0.2) -> None:
         if window < 2:
-            raise ValueError(f"window must be at least 2 pulses, got {window}")
+            raise ConfigError(f"MIDI clock window must be at least 2 pulses, got {window}")
         self.window = window
         self.min_change_bpm = min_change_bpm
         self._ticks: deque[float] = deque(maxlen=window + 1)

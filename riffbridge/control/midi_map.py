@@ -38,8 +38,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from riffbridge import params as P
 from riffbridge.errors import ConfigError, ControlError
-from riffbridge.state import PARAMS, Command, Play, RecallPreset, Render, SetParam, Stop
+from riffbridge.state import Command, Play, RecallPreset, Render, SetParam, Stop
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -64,7 +65,7 @@ class Target:
 
     def value(self, x: float) -> Any:
         """The param value at knob position ``x`` in [0, 1]."""
-        spec = PARAMS[self.param]
+        spec = P.BY_NAME[self.param]
         if spec.choices:
             index = min(int(x * len(spec.choices)), len(spec.choices) - 1)
             return spec.choices[index]
@@ -75,7 +76,7 @@ class Target:
         else:
             y = self.lo + (self.hi - self.lo) * x
         y = min(max(y, min(self.lo, self.hi)), max(self.lo, self.hi))
-        return round(y) if spec.type == "i" else float(y)
+        return round(y) if spec.kind == "int" else float(y)
 
 
 @dataclass(frozen=True)
@@ -122,10 +123,11 @@ def _channel(entry: dict[str, Any], where: str) -> int | None:
 
 def make_target(param: Any, lo: Any = None, hi: Any = None, curve: Any = "linear",
                 where: str = "MIDI map") -> Target:
-    if param not in PARAMS:
-        raise ConfigError(f"{where}: unknown param {param!r}; known: {', '.join(sorted(PARAMS))}")
-    spec = PARAMS[param]
-    if spec.type == "s" and not spec.choices:
+    try:
+        spec = P.get(param)
+    except ControlError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    if spec.kind == "str" and not spec.choices:
         raise ConfigError(f"{where}: {param} is text and cannot follow a knob; "
                           f"map it to a note or program change with a preset instead")
     lo = spec.minimum if lo is None else lo

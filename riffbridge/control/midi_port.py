@@ -6,8 +6,9 @@ rtmidi's thread for every message (``t``: ``time.monotonic()`` at arrival). The 
 used when ``api="jack"`` (or ``"auto"`` and a JACK server answers), else the system default (ALSA
 on Linux, CoreMIDI on macOS).
 
-``connect(hub, ...)`` wires a ``MidiInput`` to a ``MidiMapper`` and ``MidiClock`` and hands the
-resulting commands to the hub.
+``MidiControl(hub, mapper, on_clock)`` is the ``on_message`` to give a ``MidiInput``: it turns
+each message into commands with a ``MidiMapper`` (and serves MIDI learn), feeds clock messages
+to a ``MidiClock``, and hands the commands to the hub; a command the hub refuses is logged.
 """
 
 from __future__ import annotations

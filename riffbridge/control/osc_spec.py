@@ -1,5 +1,6 @@
 """The OSC namespace as data: the one table that the server, the docs and the Max patches derive
-from. `riffbridge osc-spec` prints it as JSON.
+from. Its params are a view of the parameter table (``riffbridge.params``); the commands and
+pushes are the transport's own. `riffbridge osc-spec` prints it as JSON.
 
 Type tags follow OSC: ``s`` string, ``i`` int32, ``f`` float32. An empty ``args`` string means the
 address takes no argument. ``kind`` says what a message does:
@@ -15,6 +16,8 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from typing import Literal
+
+from riffbridge import params as P
 
 Kind = Literal["param", "command", "push"]
 
@@ -35,38 +38,18 @@ class OscAddress:
 
 PREFIX = "/rb"
 
+
+def _param_address(param: P.Param) -> OscAddress:
+    assert param.osc is not None
+    tag = {"str": "s", "int": "i", "float": "f"}[param.kind]
+    unit = f" ({param.unit})" if param.unit else ""
+    return OscAddress(param.osc, tag, "param", param.help + unit, param=param.name,
+                      minimum=param.minimum, maximum=param.maximum, choices=param.choices)
+
+
 OSC_SPEC: tuple[OscAddress, ...] = (
-    OscAddress("/rb/prompt/a", "s", "param", "prompt of style A (at alpha 0)", param="prompt_a"),
-    OscAddress("/rb/prompt/b", "s", "param", "prompt of style B (at alpha 1)", param="prompt_b"),
-    OscAddress("/rb/seed/a", "i", "param", "noise seed of style A", param="seed_a", minimum=0),
-    OscAddress("/rb/seed/b", "i", "param", "noise seed of style B", param="seed_b", minimum=0),
-    OscAddress("/rb/negative", "s", "param", "negative prompt", param="negative"),
-    OscAddress("/rb/alpha", "f", "param", "position between A (0) and B (1)", param="alpha",
-               minimum=0.0, maximum=1.0),
-    OscAddress("/rb/denoise", "f", "param", "img2img strength (default 0.75)", param="denoise",
-               minimum=0.0, maximum=1.0),
-    OscAddress("/rb/guidance", "f", "param", "classifier-free guidance (default 7)",
-               param="guidance", minimum=0.0, maximum=30.0),
-    OscAddress("/rb/steps", "i", "param", "diffusion steps", param="steps", minimum=1,
-               maximum=500),
-    OscAddress("/rb/bpm", "f", "param", "tempo when the clock is internal", param="bpm",
-               minimum=40.0, maximum=240.0),
-    OscAddress("/rb/bars", "i", "param", "loop length in bars", param="bars", minimum=1,
-               maximum=16),
-    OscAddress("/rb/beats", "i", "param", "beats per bar", param="beats_per_bar", minimum=1,
-               maximum=16),
-    OscAddress("/rb/pattern", "s", "param",
-               "seed pattern name, or a seed image file inside the seed folder", param="pattern"),
-    OscAddress("/rb/quantum", "s", "param", "where switches land", param="quantum",
-               choices=("beat", "bar", "loop")),
-    OscAddress("/rb/xfade", "f", "param", "switch crossfade in seconds", param="xfade",
-               minimum=0.0, maximum=10.0),
-    OscAddress("/rb/auto", "f", "param", "alpha change per loop, 0 = off", param="auto",
-               minimum=-1.0, maximum=1.0),
-    OscAddress("/rb/gain", "f", "param", "output gain in dB", param="gain_db", minimum=-60.0,
-               maximum=12.0),
-    OscAddress("/rb/clock", "s", "param", "tempo source", param="clock",
-               choices=("internal", "midi", "link")),
+    # The params: a view of the parameter table.
+    *(_param_address(p) for p in P.LIVE if p.osc),
     OscAddress("/rb/render", "", "command", "render the current point now"),
     OscAddress("/rb/play", "", "command", "start playback (from the next quantum)"),
     OscAddress("/rb/stop", "", "command", "stop playback (at the next quantum)"),
@@ -96,17 +79,12 @@ OSC_SPEC: tuple[OscAddress, ...] = (
                "(render or files, the reason)"),
 )
 
-MAX_PROMPT_CHARS = 500
+MAX_PROMPT_CHARS = P.MAX_PROMPT_CHARS
 
 
 def incoming() -> tuple[OscAddress, ...]:
     """The addresses riffbridge accepts."""
     return tuple(a for a in OSC_SPEC if a.kind != "push")
-
-
-def outgoing() -> tuple[OscAddress, ...]:
-    """The addresses riffbridge sends: pushes, plus each param (the answer to a query)."""
-    return tuple(a for a in OSC_SPEC if a.kind in ("push", "param"))
 
 
 def by_address(address: str) -> OscAddress | None:

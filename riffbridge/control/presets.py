@@ -9,7 +9,7 @@ File layout (any subset of the params; what a preset leaves out keeps its curren
     bpm = 96.0
 
 Names of the keys are the state field names (``riffbridge osc-spec`` lists them as ``param``).
-Saving rewrites the whole file atomically (a temporary file, then rename).
+Saving rewrites the whole file atomically (``riffbridge.fsutil``: a temporary file, then rename).
 """
 
 from __future__ import annotations
@@ -19,14 +19,14 @@ import logging
 import math
 import os
 import sys
-import tempfile
 import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from riffbridge.errors import ConfigError, ControlError
-from riffbridge.state import PARAMS, ApplyPreset, EngineState, coerce
+from riffbridge.fsutil import atomic_write
+from riffbridge.state import ApplyPreset, EngineState, coerce
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -114,19 +114,16 @@ class PresetStore:
 
     def save(self, name: str, state: EngineState) -> None:
         """Store every param of ``state`` as preset ``name`` (replacing one of that name)."""
-        values = {key: getattr(state, key) for key in PARAMS}
+        values = state.params()
         with self._lock:
             presets = dict(self._presets)
             presets[name] = values
             text = dump_presets(presets)
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".presets-", suffix=".toml", dir=self.path.parent)
             try:
-                with os.fdopen(fd, "w", encoding="utf-8") as f:
-                    f.write(text)
-                os.replace(tmp, self.path)
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write(self.path, text.encode("utf-8"))
             except OSError as exc:
-                Path(tmp).unlink(missing_ok=True)
-                raise ControlError(f"cannot save preset {name!r} to {self.path}: {exc}") from None
+                raise ControlError(f"cannot save preset {name!r} to {self.path}: "
+                                   f"{exc.strerror or exc}") from None
             self._presets = presets
         log.info("saved preset %r to %s", name, self.path)

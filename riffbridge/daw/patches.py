@@ -3,6 +3,9 @@ Max for Live device that combines both and sends Live's tempo.
 
 Every OSC message a patch sends is a message box whose text starts with the address, and each
 address is looked up in ``OSC_SPEC`` here, so a renamed address fails the build, not the gig.
+Each param widget is a view of its entry in the parameter table (``riffbridge.params``): its
+address, int or float box, and range come from there, so a changed range changes the patches on
+the next ``scripts/make_max_patches.py``.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from riffbridge import params as P
 from riffbridge.control.osc_spec import OSC_SPEC, by_address
 from riffbridge.daw.maxpatch import Patcher
 from riffbridge.errors import ConfigError
@@ -20,6 +24,8 @@ REPLY_PORT = 9001  # riffbridge answers here (riffbridge serve --reply-port)
 PLAYER_PORT = 9002  # the stand-alone player subscribes here, so it can run beside the panel
 
 _PUSHED = {a.address: a for a in OSC_SPEC if a.kind == "push"}
+# The panel's labels where the param's name would read worse; the others show their names.
+LABELS = {"seed_a": "seed A", "seed_b": "seed B", "alpha": "alpha (A -> B)"}
 
 
 def _incoming(address: str) -> str:
@@ -35,6 +41,44 @@ def _pushed(address: str) -> str:
     return address
 
 
+def _address(param: P.Param) -> str:
+    if param.osc is None:
+        raise ConfigError(f"{param.name} has no OSC address, so no patch can set it")
+    return _incoming(param.osc)
+
+
+def _bound(param: P.Param, value: float) -> int | float:
+    return int(value) if param.kind == "int" else float(value)
+
+
+def number_widget(param: P.Param) -> tuple[str, dict[str, Any]]:
+    """The Max box for a numeric param: ``number`` (int) or ``flonum`` (float), clamped to the
+    param's range."""
+    if param.kind not in ("int", "float"):
+        raise ConfigError(f"{param.name} is a {param.kind}, not a number: no number box for it")
+    attrs: dict[str, Any] = {}
+    if param.minimum is not None:
+        attrs["minimum"] = _bound(param, param.minimum)
+    if param.maximum is not None:
+        attrs["maximum"] = _bound(param, param.maximum)
+    if param.kind == "int":
+        return "number", attrs
+    return "flonum", {**attrs, "format": 6}
+
+
+def _alpha_range() -> tuple[float, float]:
+    alpha = P.BY_NAME["alpha"]
+    if alpha.minimum is None or alpha.maximum is None:
+        raise ConfigError("alpha needs a range in the parameter table for the panel's dial")
+    return float(alpha.minimum), float(alpha.maximum)
+
+
+def _max_float(value: float) -> str:
+    """A float as Max writes it in a box (``100.``): a trailing dot makes the object float."""
+    text = f"{value:g}"
+    return text if "." in text or "e" in text else text + "."
+
+
 @dataclass(frozen=True)
 class _Ports:
     send: str  # the udpsend box
@@ -42,13 +86,13 @@ class _Ports:
     start: tuple[str, int]  # the box and outlet that bangs once the patch is loaded
 
 
-def _param_row(p: Patcher, ports: _Ports, x: float, y: float, label: str, address: str,
-               ui: str, ui_attrs: dict[str, Any], present: list[tuple[str, float, float]],
-               px: float, py: float) -> None:
-    """label, a number box of the param's type, and the message box that sends it."""
-    _incoming(address)
-    lab = p.comment(label, (x, y), width=90.0)
-    box = p.add(ui, (x + 95, y), width=60.0, **ui_attrs)
+def _param_row(p: Patcher, ports: _Ports, x: float, y: float, param: P.Param,
+               present: list[tuple[str, float, float]], px: float, py: float) -> None:
+    """label, a number box of the param's type and range, and the message box that sends it."""
+    address = _address(param)
+    ui, attrs = number_widget(param)
+    lab = p.comment(LABELS.get(param.name, param.name), (x, y), width=90.0)
+    box = p.add(ui, (x + 95, y), width=60.0, **attrs)
     send = p.msg(f"{address} $1", (x + 165, y))
     p.connect(box, 0, send)
     p.connect(send, 0, ports.send)
@@ -87,37 +131,36 @@ def _control(p: Patcher, ports: _Ports, x: float, live: bool,
         present.extend([(lab, 10.0, py), (edit, 80.0, py)])
         y += 125
 
-    rows: list[tuple[str, str, str, dict[str, Any]]] = [
-        ("seed A", "/rb/seed/a", "number", {"minimum": 0}),
-        ("seed B", "/rb/seed/b", "number", {"minimum": 0}),
-        ("bars", "/rb/bars", "number", {"minimum": 1, "maximum": 16}),
-        ("denoise", "/rb/denoise", "flonum", {"minimum": 0.0, "maximum": 1.0, "format": 6}),
-        ("guidance", "/rb/guidance", "flonum", {"minimum": 0.0, "maximum": 30.0, "format": 6}),
-    ]
+    names = ["seed_a", "seed_b", "bars", "denoise", "guidance"]
     if not live:  # in Live the device sends Live's tempo instead
-        rows.insert(2, ("bpm", "/rb/bpm", "flonum",
-                        {"minimum": 40.0, "maximum": 240.0, "format": 6}))
+        names.insert(2, "bpm")
     py = 55.0
-    for label, address, ui, attrs in rows:
-        _param_row(p, ports, x, y, label, address, ui, attrs, present, 10.0, py)
+    for name in names:
+        _param_row(p, ports, x, y, P.BY_NAME[name], present, 10.0, py)
         y += 30
         py += 22
 
     # Alpha: the knob the instrument is about.
-    alpha = _incoming("/rb/alpha")
-    lab = p.comment("alpha (A -> B)", (x, y), width=90.0)
+    param = P.BY_NAME["alpha"]
+    alpha = _address(param)
+    lo, hi = _alpha_range()
+    lab = p.comment(LABELS["alpha"], (x, y), width=90.0)
     if live:
         dial = p.add("live.dial", (x + 95, y), width=44.0, height=48.0, parameter_enable=1,
                      varname="alpha", saved_attribute_attributes={"valueof": {
                          "parameter_longname": "alpha", "parameter_shortname": "alpha",
-                         "parameter_type": 0, "parameter_mmin": 0.0, "parameter_mmax": 1.0,
-                         "parameter_initial_enable": 1, "parameter_initial": [0.0],
+                         "parameter_type": 0, "parameter_mmin": lo, "parameter_mmax": hi,
+                         "parameter_initial_enable": 1,
+                         "parameter_initial": [float(param.default)],
                          "parameter_unitstyle": 1}})
         send = p.msg(f"{alpha} $1", (x + 150, y))
         p.connect(dial, 0, send)
     else:
+        # Max's dial counts 0 .. size-1 in steps of 1: 0 .. 100, divided down to 0 .. alpha's max.
+        if lo != 0.0:
+            raise ConfigError(f"the panel's alpha dial starts at 0, the table's alpha at {lo:g}")
         dial = p.add("dial", (x + 95, y), width=40.0, height=40.0, size=101.0)
-        scale = p.obj("/ 100.", (x + 150, y))
+        scale = p.obj(f"/ {_max_float(100.0 / hi)}", (x + 150, y))
         send = p.msg(f"{alpha} $1", (x + 150, y + 30))
         p.connect(dial, 0, scale)
         p.connect(scale, 0, send)

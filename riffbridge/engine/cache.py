@@ -1,8 +1,9 @@
 """The loop cache: rendered loops by ``LoopKey``, least recently used first out, bounded in MB.
 
-Owned by the engine thread (no lock). A loop entry keeps the 44.1 kHz ``Loop`` (for files and
-metadata) and the same loop at the device rate as a (frames, channels) float32 buffer (for the
-player); both count against the bound.
+Owned by the engine thread (no lock): no other thread may read it; others see its figures in
+the engine's status snapshot. A loop entry keeps the pipeline's ``Loop`` at its own rate
+(``loop.sample_rate``, for files and metadata) and the same loop at the device rate as a
+(frames, channels) float32 buffer (for the player); both count against the bound.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class LoopCache:
         self._items: OrderedDict[LoopKey, CachedLoop] = OrderedDict()
         self._bytes = 0
         self.evictions = 0
+        self.version = 0  # rises whenever the cache's contents change
 
     def __contains__(self, key: object) -> bool:
         return key in self._items
@@ -56,6 +58,7 @@ class LoopCache:
     def put(self, item: CachedLoop, keep: frozenset[LoopKey] = frozenset()) -> None:
         """Add ``item``; evict least recently used loops (never those in ``keep``, the ones
         playing) until the total fits. One loop larger than the bound is still kept alone."""
+        self.version += 1
         old = self._items.pop(item.key, None)
         if old is not None:
             self._bytes -= old.nbytes

@@ -12,8 +12,9 @@ import math
 from dataclasses import dataclass
 
 from riffbridge.errors import ConfigError
+from riffbridge.params import BY_NAME
 
-QUANTA = ("beat", "bar", "loop")
+QUANTA = BY_NAME["quantum"].choices
 
 
 @dataclass(frozen=True)

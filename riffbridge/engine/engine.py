@@ -1,152 +1,175 @@
-"""The engine: one thread that owns the plan, the cache, the grid and the switches.
+"""The engine shell: one thread that runs the pure core (``riffbridge.engine.core``) against the
+world: the render worker, the loop cache, the player and the file writer.
 
-It takes the hub's ``Change`` events (the state), the render worker's messages and the external
-clocks' events, all as frozen values on queues, and does four things each turn: keep the worker
-busy with the most urgent missing loop, pick what should sound, cue a switch at the next quantum
-when that changes, and walk alpha in auto mode. The audio callback only ever sees prepared
-``Segment``/``Cue`` values (see ``riffbridge.engine.player``).
+Who owns what:
+
+- the engine thread (started by ``Engine.start``) is the only one that touches the core, the
+  ``LoopCache``, the injected worker, and the player's ``cue`` (one reference swap per switch).
+  Each turn (at most ``TURN_S`` apart) it takes its inbox, polls the worker, gives the idle worker
+  the core's next loop, takes the auto walk's step, turns the core's ``CueDecision`` into a
+  prepared ``Cue`` (all the numpy work happens here, never in the audio callback), reports what
+  the player applied, and publishes an immutable ``EngineStatus``.
+- the audio callback only reads ``player.cue`` and copies prepared samples (``Player.fill``).
+- other threads talk to the engine only through its inbox, ``post`` (the hub's listener) and
+  ``clock_sync`` (external clocks), and the writer's callbacks; all thread-safe queue puts.
+- everything the engine has to say is an event value on ``engine.events`` (``Progress``,
+  ``LoopReady``, ``ClipCued``, ``Switched``, ``EngineError``, and ``Request`` for the auto walk);
+  one reader (the control side's feedback) turns them into its own messages. The engine neither
+  imports nor calls the hub, and knows no OSC address.
+- readers on any thread get ``status()`` / ``status_numbers()`` (the latest snapshot), ``grid``
+  and ``sounded``: immutable values swapped by reference.
+
+A turn that raises is reported (``EngineError("engine", ...)``) and the engine goes on.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import queue
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 import numpy as np
 
-from riffbridge.control.hub import Change, Hub
+from riffbridge import events as ev
+from riffbridge.control.clocks import ClockSync
 from riffbridge.engine.cache import CachedLoop, LoopCache
-from riffbridge.engine.clock import Grid, quantum_beats
-from riffbridge.engine.plan import (
-    DEFAULT_GRID,
-    LOOKAHEAD,
-    Choice,
-    LoopKey,
-    auto_step,
-    blend_gains,
-    choose,
-    plan,
-)
+from riffbridge.engine.clock import Grid
+from riffbridge.engine.core import CueDecision, EngineCore
+from riffbridge.engine.plan import DEFAULT_GRID, LOOKAHEAD, LoopKey
 from riffbridge.engine.player import Cue, Player, Segment, frozen_frames, prepare_cue
 from riffbridge.engine.worker import (
     Failed,
+    Message,
     Progress,
     Ready,
     Rendered,
     RenderRequest,
-    RenderWorker,
-    WorkerSettings,
 )
-from riffbridge.errors import ControlError
 from riffbridge.loops.types import Loop
-from riffbridge.state import ApplyPreset, EngineState, Render, SetParam
+from riffbridge.params import BY_NAME
+from riffbridge.pipeline import LoopRequest
+from riffbridge.state import EngineState
+
+if TYPE_CHECKING:
+    from riffbridge.control.hub import Change
+    from riffbridge.outputs.writer import LoopWriter
 
 log = logging.getLogger(__name__)
 
 TURN_S = 0.005  # the engine's longest sleep: how late a knob can be seen
-AUTO_LEAD_S = 0.25  # the auto walk moves alpha this long before the loop boundary
+SOUNDED_KEPT = 8  # switches kept in ``sounded``
 
 
 @dataclass(frozen=True)
 class EngineSettings:
-    worker: WorkerSettings = field(default_factory=WorkerSettings)
-    grid: int = DEFAULT_GRID
+    grid: int = DEFAULT_GRID  # alpha grid points per unit
     lookahead: int = LOOKAHEAD
-    cache_mb: float = 512.0
+    cache_mb: float = BY_NAME["cache_mb"].default
     quality: str = "fast"
     seed_dir: str | None = None
+    scheduler: str = "default"  # the diffusion scheduler every loop is rendered with
     setlist: tuple[tuple[str, str], ...] = ()
-    render_timeout_s: float = 300.0
+    render_timeout_s: float = 300.0  # for the worker the caller builds (RenderWorker)
     # A switch is cued at least one audio block plus this margin ahead of the playhead: the
     # engine's turn (<= 5 ms) must fit before the callback reaches the boundary.
     margin_s: float = 0.005
 
 
+class Worker(Protocol):
+    """What the engine needs of its render worker (``RenderWorker`` is one): one request at a
+    time, messages by ``poll``, supervision inside. Called from the engine thread only."""
+
+    @property
+    def ready(self) -> Ready | None: ...
+    @property
+    def in_flight(self) -> RenderRequest | None: ...
+    @property
+    def fatal(self) -> str | None: ...
+    @property
+    def pid(self) -> int | None: ...
+    @property
+    def restarts(self) -> int: ...
+    @property
+    def idle(self) -> bool: ...
+
+    def start(self) -> Any: ...
+    def wait_ready(self, timeout: float, cancelled: Callable[[], bool] | None = None) -> Ready: ...
+    def submit(self, request: RenderRequest) -> None: ...
+    def poll(self, timeout: float = 0.0) -> list[Message]: ...
+    def close(self) -> None: ...
+
+
 @dataclass(frozen=True)
-class ClockSync:
-    """An external clock's reading: ``beat`` at monotonic ``time`` (tempo optional)."""
-
-    beat: float
-    time: float
-    bpm: float | None = None
-    source: str = "midi"
+class _FileWritten:
+    key: LoopKey
+    path: str
 
 
 @dataclass(frozen=True)
-class Switch:
-    """One cued switch, for the status and the latency benchmark."""
-
-    token: int
-    label: str
-    requested_time: float  # time.monotonic() when the change that caused it was seen
-    requested_frame: int  # the playhead then
-    at_frame: int  # where the switch starts (a quantum boundary)
-    quantum: int  # beats
+class _FileFailed:
+    message: str
 
 
-@dataclass(frozen=True)
-class EngineStatus:
-    state: EngineState
-    sounding: str
-    queued: int
-    cached: int
-    cache_mb: float
-    underruns: int
-    worker: str
-    renders: int
-    last_render_s: float
-    errors: int
-    last_error: str
+_Input: TypeAlias = "Change | ClockSync | _FileWritten | _FileFailed"
+
+
+def build_segment(decision: CueDecision, low: np.ndarray, high: np.ndarray | None) -> Segment:
+    """The audio a decision plays: ``low`` (and ``high``, a blend) at the decision's gains and
+    level, placed so that frame ``decision.at`` falls ``decision.phase`` into the loop."""
+    g_low, g_high = decision.gains
+    if high is None:
+        audio = frozen_frames(low, decision.level)
+    else:
+        n = min(low.shape[0], high.shape[0])
+        audio = frozen_frames(low[:n] * g_low + high[:n] * g_high, decision.level)
+    origin = decision.at - round(decision.phase * audio.shape[0])
+    return Segment(audio, origin, decision.label)
 
 
 class Engine:
-    def __init__(self, hub: Hub, player: Player, rate: int, settings: EngineSettings,
-                 *, writer: Any = None, block: int = 512) -> None:
-        self.hub = hub
-        self.block = block
+    """The shell around ``EngineCore``; see the module docstring for the thread contract.
+
+    ``worker`` is started by ``start`` and closed by ``close``. ``writer`` (optional) stays its
+    caller's to start and close; the engine takes its ``on_written`` and ``on_error`` callbacks
+    (a written file becomes a ``ClipCued``, a failed one an ``EngineError("files", ...)``)."""
+
+    def __init__(self, state: EngineState, player: Player, rate: int, settings: EngineSettings,
+                 *, worker: Worker, writer: LoopWriter | None = None, block: int = 512,
+                 events: queue.Queue[ev.Event] | None = None) -> None:
         self.player = player
         self.rate = int(rate)
         self.settings = settings
+        self.block = block
+        self.worker = worker
         self.writer = writer
-        self._files: queue.Queue[tuple[LoopKey, str]] = queue.Queue()
-        self._paths: dict[LoopKey, str] = {}
-        self._announced: LoopKey | None = None
-        if writer is not None:
-            writer.on_written = self._file_written
-        self.state = hub.state
-        self.cache = LoopCache(settings.cache_mb)
-        self.worker = RenderWorker(settings.worker, render_timeout_s=settings.render_timeout_s)
-        self.grid = Grid(self.rate, self.state.bpm)
-        self.direction = 1
-        self._events = hub.events()
-        self._clock_events: queue.Queue[ClockSync] = queue.Queue()
+        self.events: queue.Queue[ev.Event] = events if events is not None else queue.Queue()
+        self._core = EngineCore(state, self.rate, alpha_grid=settings.grid,
+                                lookahead=settings.lookahead, block=block,
+                                margin_s=settings.margin_s, setlist=settings.setlist)
+        self._cache = LoopCache(settings.cache_mb)
+        self._inbox: queue.Queue[_Input] = queue.Queue()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._token = 0
-        self._pending: Cue | None = None  # issued, maybe not yet sounded
-        self._before_pending: Segment | None = None
-        self._sounding: tuple[Any, ...] | None = None  # what the last cue plays (identity)
         self._segment: Segment | None = None  # what the last cue plays
-        self._changed_at = (time.monotonic(), 0)
-        self._forced: LoopKey | None = None
-        self._retry: dict[LoopKey, tuple[int, float]] = {}  # failures, not before (monotonic)
-        self._next_auto: int | None = None
-        self._last_reported_token = 0
-        self._setlist_index = 0
-        self.switches: deque[Switch] = deque(maxlen=256)
-        self.sounded: deque[tuple[int, int, Segment | None]] = deque(maxlen=8)  # token, at
-        self.renders = 0
-        self.last_render_s = 0.0
-        self.errors = 0
-        self.last_error = ""
+        self._before_pending: Segment | None = None  # what plays until the pending cue
+        self._pending: Cue | None = None  # the last cue issued, maybe not yet sounded
+        self._renders = 0
+        self._last_render_s = 0.0
+        self._errors = 0
+        self._last_error = ""
+        self._sounded: tuple[tuple[int, int, Segment | None], ...] = ()
+        self._queued_for: tuple[tuple[LoopKey, ...], int] | None = None
+        self._queued_count = 0
+        self._grid = self._core.grid
+        self._status = self._snapshot()
+        if writer is not None:
+            writer.on_written = self._file_written
+            writer.on_error = self._file_failed
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self, ready_timeout_s: float = 600.0,
@@ -158,20 +181,18 @@ class Engine:
         except Exception:
             self.worker.close()
             raise
-        self.hub.set_status_provider(self._status_numbers)
         self._thread = threading.Thread(target=self._run, name="riffbridge-engine", daemon=True)
         self._thread.start()
         return self
 
     def close(self) -> None:
-        """Stop planning and rendering. Idempotent; the stream and writer are closed by their
-        owners (the serve command) in the staged shutdown."""
+        """Stop planning and rendering, close the worker. Idempotent; the stream and the writer
+        are closed by their owners (the serve command) in the staged shutdown."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(5)
             self._thread = None
         self.worker.close()
-        self.hub.set_status_provider(None)
 
     def __enter__(self) -> Engine:
         return self.start()
@@ -179,264 +200,180 @@ class Engine:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # -- inputs from other threads --------------------------------------------------------------
-    def _file_written(self, path: Path, loop: Loop, key: Any) -> None:
-        """The writer's thread: a loop's file has landed."""
-        if isinstance(key, LoopKey):
-            self._files.put((key, str(path)))
+    # -- inputs: any thread ---------------------------------------------------------------------
+    def post(self, change: Change) -> None:
+        """A state change from the hub (``hub.add_listener(engine.post)``)."""
+        self._inbox.put_nowait(change)
 
     def clock_sync(self, sync: ClockSync) -> None:
-        """An external clock's phase (MIDI start/position, Link); thread-safe."""
-        self._clock_events.put(sync)
+        """An external clock's phase (MIDI start/position, Link)."""
+        self._inbox.put_nowait(sync)
 
-    # -- the loop -------------------------------------------------------------------------------
+    def _file_written(self, path: Path, loop: Loop, key: Any) -> None:
+        if isinstance(key, LoopKey):
+            self._inbox.put_nowait(_FileWritten(key, str(path)))
+
+    def _file_failed(self, message: str) -> None:
+        self._inbox.put_nowait(_FileFailed(message))
+
+    # -- outputs: any thread --------------------------------------------------------------------
+    def status(self) -> ev.EngineStatus:
+        return self._status
+
+    def status_numbers(self) -> tuple[int, int, int]:
+        """(queued, cached, underruns) for the hub's /rb/status, from the latest snapshot."""
+        s = self._status
+        return s.queued, s.cached, s.underruns
+
+    @property
+    def grid(self) -> Grid:
+        """The beat grid as of the last turn."""
+        return self._grid
+
+    @property
+    def sounded(self) -> tuple[tuple[int, int, Segment | None], ...]:
+        """The last switches the player applied: (token, frame, what plays from there)."""
+        return self._sounded
+
+    # -- the engine thread ----------------------------------------------------------------------
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
                 self._turn()
             except Exception as exc:  # the engine must keep going; say what broke
                 log.exception("engine turn failed")
-                self._report(f"engine: {type(exc).__name__}: {exc}")
+                self._emit(ev.EngineError("engine", f"{type(exc).__name__}: {exc}"))
                 time.sleep(0.1)
 
     def _turn(self) -> None:
-        try:
-            change = self._events.get(timeout=TURN_S)
-            self._on_change(change)
-            while True:
-                self._on_change(self._events.get_nowait())
-        except queue.Empty:
-            pass
-        while True:
-            try:
-                self._on_clock(self._clock_events.get_nowait())
-            except queue.Empty:
-                break
+        core, player = self._core, self.player
+        self._take_inputs()
         for msg in self.worker.poll():
             self._on_worker(msg)
+        key = core.next_render(self._cache.__contains__, self.worker.idle, time.monotonic())
+        if key is not None:
+            s = self.settings
+            loop = LoopRequest(key, s.quality, s.seed_dir, s.scheduler)
+            self.worker.submit(RenderRequest(loop, self.rate))
+        self._emit(core.auto(player.frame))
+        decision = core.playback(self._cache.__contains__, player.frame, player.applied_token)
+        if decision is not None:
+            self._cue(decision)
+            self._emit(core.clip())
+        self._note_applied()
+        self._publish()
+
+    def _take_inputs(self) -> None:
+        try:
+            item = self._inbox.get(timeout=TURN_S)
+        except queue.Empty:
+            return
         while True:
+            self._take(item)
             try:
-                key, path = self._files.get_nowait()
+                item = self._inbox.get_nowait()
             except queue.Empty:
-                break
-            self._paths[key] = path
-            self._announce()
-        self._feed_worker()
-        self._auto_walk()
-        self._update_playback()
-        self._report_switches()
-
-    def _on_change(self, change: Change) -> None:
-        old, self.state = self.state, change.state
-        self._changed_at = (time.monotonic(), self.player.frame)
-        if "alpha" in change.changed and change.state.alpha != old.alpha:
-            self.direction = 1 if change.state.alpha > old.alpha else -1
-        if isinstance(change.command, Render):
-            from riffbridge.engine.plan import key_for
-
-            self._forced = key_for(self.state, None, self.settings.grid)
-        if "bpm" in change.changed and self.state.clock != "internal":
-            # An external clock sets the grid now; the loop playing keeps its own length until
-            # the loop at the new tempo lands (the internal clock moves the grid with that loop).
-            self.grid = self.grid.with_tempo(self.state.bpm, self.player.frame)
-        if "clock" in change.changed or "bpm" in change.changed:
-            log.info("tempo %.2f BPM (%s clock)", self.state.bpm, self.state.clock)
-
-    def _on_clock(self, sync: ClockSync) -> None:
-        stamp_frame, stamp_time = self.player.stamp
-        frame = int(stamp_frame + (sync.time - stamp_time) * self.rate)
-        if sync.source == "link":  # a continuous phase: follow it only when it drifts
-            drift = abs(self.grid.beat_at(frame) - sync.beat) * self.grid.frames_per_beat
-            if drift < 0.005 * self.rate and (sync.bpm is None or sync.bpm == self.grid.bpm):
                 return
-        self.grid = self.grid.align(sync.beat, frame, sync.bpm)
-        log.info("%s clock: beat %.2f at frame %d", sync.source, sync.beat, frame)
 
-    def _on_worker(self, msg: Any) -> None:
+    def _take(self, item: _Input) -> None:
+        core = self._core
+        if isinstance(item, ClockSync):
+            stamp_frame, stamp_time = self.player.stamp
+            frame = int(stamp_frame + (item.time - stamp_time) * self.rate)
+            if core.on_clock(item, frame):
+                log.info("%s clock: beat %.2f at frame %d", item.source, item.beat, frame)
+        elif isinstance(item, _FileWritten):
+            self._emit(core.on_file(item.key, item.path, self._cache.__contains__))
+        elif isinstance(item, _FileFailed):
+            self._emit(ev.EngineError("files", item.message))
+        else:
+            core.on_change(item, self.player.frame)
+            if "clock" in item.changed or "bpm" in item.changed:
+                log.info("tempo %.2f BPM (%s clock)", core.state.bpm, core.state.clock)
+
+    def _on_worker(self, msg: Message) -> None:
         if isinstance(msg, Ready):
             log.info("render worker ready: %s on %s (pid %d)", msg.model, msg.device, msg.pid)
         elif isinstance(msg, Progress):
-            self.hub.push("/rb/progress", float(msg.fraction))
+            self._emit(ev.Progress(msg.fraction))
         elif isinstance(msg, Rendered):
-            self.renders += 1
-            self.last_render_s = msg.seconds
-            frames = np.ascontiguousarray(msg.frames, dtype=np.float32)
-            frames.flags.writeable = False
-            k = msg.key
-            loop = Loop(msg.audio, 44100, k.bpm, k.bars, k.beats_per_bar, msg.metadata)
-            self.cache.put(CachedLoop(msg.key, loop, frames), keep=self._playing_keys())
-            self._retry.pop(msg.key, None)
-            if self.writer is not None:
-                self.writer.submit(loop, msg.key)
-            if len(self._paths) > 4 * len(self.cache) + 16:  # forget files of evicted loops
-                self._paths = {k: p for k, p in self._paths.items() if k in self.cache}
+            self._store(msg)
         elif isinstance(msg, Failed):
-            self._report(msg.error)
-            if msg.key is not None:  # back off: 1, 2, 4 ... 60 s before that loop is tried again
-                count = self._retry.get(msg.key, (0, 0.0))[0] + 1
-                self._retry[msg.key] = (count, time.monotonic() + min(60.0, 2.0 ** (count - 1)))
+            self._emit(self._core.on_failed(msg.key, msg.error, msg.source, time.monotonic()))
 
-    def _report(self, error: str) -> None:
-        self.errors += 1
-        self.last_error = error
-        log.error("%s", error)
-        self.hub.push("/rb/error", "render", error)
+    def _store(self, msg: Rendered) -> None:
+        frames = np.ascontiguousarray(msg.frames, dtype=np.float32)
+        frames.flags.writeable = False
+        self._cache.put(CachedLoop(msg.key, msg.loop, frames), keep=self._core.playing_keys)
+        self._core.on_rendered(msg.key)
+        self._renders += 1
+        self._last_render_s = msg.seconds
+        if self.writer is not None:
+            self.writer.submit(msg.loop, msg.key)
+        key = msg.key
+        self._emit(ev.LoopReady(float(key.alpha), float(key.bpm), int(key.bars), msg.seconds))
 
-    def _playing_keys(self) -> frozenset[LoopKey]:
-        if self._sounding is None:
-            return frozenset()
-        return frozenset(k for k in self._sounding if isinstance(k, LoopKey))
-
-    # -- rendering ------------------------------------------------------------------------------
-    def wanted(self) -> list[LoopKey]:
-        return plan(self.state, self.direction, self.settings.grid, self.settings.lookahead)
-
-    def _feed_worker(self) -> None:
-        if not self.worker.idle:
-            return
-        if self._forced is not None:
-            key, self._forced = self._forced, None
-        else:
-            now = time.monotonic()
-            missing = [k for k in self.wanted() if k not in self.cache
-                       and self._retry.get(k, (0, 0.0))[1] <= now]
-            if not missing:
-                return
-            key = missing[0]
-        self.worker.submit(RenderRequest(key, self.rate, self.settings.quality,
-                                         self.settings.seed_dir))
-
-    def queued(self) -> int:
-        return sum(1 for k in self.wanted() if k not in self.cache)
-
-    # -- playback -------------------------------------------------------------------------------
-    def _choice(self) -> Choice | None:
-        return choose(self.state, self.cache.__contains__, self.settings.grid)
-
-    def _segment_for(self, choice: Choice, at: int) -> Segment:
-        gain = 10 ** (self.state.gain_db / 20)
-        low = self.cache.get(choice.low)
-        assert low is not None
-        if choice.high is None:
-            audio = frozen_frames(low.frames, gain)
-            label = f"alpha {choice.low.alpha:g}"
-        else:
-            high = self.cache.get(choice.high)
-            assert high is not None
-            g_low, g_high = blend_gains(choice.weight)
-            n = min(low.frames.shape[0], high.frames.shape[0])
-            audio = frozen_frames(low.frames[:n] * g_low + high.frames[:n] * g_high, gain)
-            label = (f"blend {choice.low.alpha:g}|{choice.high.alpha:g} "
-                     f"@{choice.weight:.2f}")
-        key = choice.low
-        loop_beats = key.bars * key.beats_per_bar
-        beat = self.grid.beat_at(at)
-        phase = (round(beat, 6) % loop_beats) / loop_beats
-        origin = at - round(phase * audio.shape[0])
-        return Segment(audio, origin, label)
-
-    def _update_playback(self) -> None:
-        state = self.state
-        choice = self._choice() if state.playing else None
-        if state.playing and choice is None:
-            return  # nothing rendered for this sound yet: keep what plays
-        identity: tuple[Any, ...] | None = None
+    def _cue(self, decision: CueDecision) -> None:
+        choice, segment = decision.choice, None
         if choice is not None:
-            identity = (choice.low, choice.high, round(choice.weight, 4), state.gain_db)
-        if identity == self._sounding:
-            return
-        player = self.player
-        pending = self._pending
-        earliest = player.frame + self.block + int(self.settings.margin_s * self.rate)
-        replace_pending = pending is not None and pending.token > player.applied_token
-        if replace_pending and pending is not None and pending.at <= earliest:
-            return  # the pending switch is about to sound: cue the next one after it
-        base = self._before_pending if replace_pending else self._segment
-        bpm = choice.low.bpm if choice is not None else self.grid.bpm
-        bars = choice.low.bars if choice is not None else state.bars
-        beats = choice.low.beats_per_bar if choice is not None else state.beats_per_bar
-        q = quantum_beats(state.quantum, bars, beats)
-        at, _ = self.grid.next_boundary(earliest, q)
-        if state.clock == "internal" and bpm != self.grid.bpm:
-            self.grid = self.grid.with_tempo(bpm, at)  # the new tempo starts with its loop
-        segment = self._segment_for(choice, at) if choice is not None else None
-        self._token += 1
-        fade = max(1, round(state.xfade * self.rate))
-        cue = prepare_cue(base, segment, at, fade, self._token, player.channels)
-        if not replace_pending:
+            high = None if choice.high is None else self._frames(choice.high)
+            segment = build_segment(decision, self._frames(choice.low), high)
+        base = self._before_pending if decision.replaces else self._segment
+        cue = prepare_cue(base, segment, decision.at, decision.fade, decision.token,
+                          self.player.channels)
+        if not decision.replaces:
             self._before_pending = self._segment
-        self._pending = cue
         self._segment = segment
-        self._sounding = identity
-        player.cue = cue
-        self._announce()
-        requested_time, requested_frame = self._changed_at
-        self.switches.append(Switch(self._token, segment.label if segment else "silence",
-                                    requested_time, requested_frame, at, q))
+        self._pending = cue
+        self.player.cue = cue
 
-    def _announce(self) -> None:
-        """/rb/clip: the file of the loop about to sound (exact renders only: a blend has no
-        file), once per switch, as soon as both the cue and the file exist."""
-        if self._sounding is None or self._sounding[1] is not None:
-            return
-        key = self._sounding[0]
-        path = self._paths.get(key)
-        if path is None or key == self._announced:
-            return
-        self._announced = key
-        self.hub.push("/rb/clip", path, float(key.alpha), float(key.bpm), int(key.bars))
+    def _frames(self, key: LoopKey) -> np.ndarray:
+        item = self._cache.get(key)  # the core chose it from the cache this very turn
+        if item is None:
+            raise RuntimeError(f"loop alpha {key.alpha:g} left the cache before its cue")
+        return item.frames
 
-    def _report_switches(self) -> None:
+    def _note_applied(self) -> None:
         token = self.player.applied_token
-        if token != self._last_reported_token:
-            self._last_reported_token = token
-            pending = self._pending
-            if pending is not None and pending.token == token:
-                self.sounded.append((token, pending.at, pending.then))
-            bar = math.floor(self.grid.beat_at(self.player.applied_at)
-                             / max(1, self.state.beats_per_bar) + 1e-6)
-            self.hub.push("/rb/playing", float(self.state.alpha), int(bar))
-
-    # -- auto mode ------------------------------------------------------------------------------
-    def _auto_walk(self) -> None:
-        state = self.state
-        if not state.auto or not state.playing or self._segment is None:
-            self._next_auto = None
+        pending = self._pending
+        # The callback sets applied_token before applied_at: the cue's own frame is exact.
+        at = pending.at if pending is not None and pending.token == token \
+            else self.player.applied_at
+        switched = self._core.on_applied(token, at)
+        if switched is None:
             return
-        loop_beats = state.bars * state.beats_per_bar
-        now = self.player.frame
-        lead = int(AUTO_LEAD_S * self.rate)
-        if self._next_auto is None:
-            self._next_auto, _ = self.grid.next_boundary(now + lead, loop_beats)
-            return
-        if now < self._next_auto - lead:
-            return
-        self._next_auto, _ = self.grid.next_boundary(self._next_auto + 1, loop_beats)
-        alpha = state.alpha + state.auto
-        setlist = self.settings.setlist
-        try:
-            if setlist and not 0.0 <= alpha <= 1.0:
-                self._setlist_index = (self._setlist_index + 1) % len(setlist)
-                a, b = setlist[self._setlist_index]
-                self.hub.submit(ApplyPreset("setlist", (("prompt_a", a), ("prompt_b", b),
-                                                        ("alpha", 0.0 if state.auto > 0
-                                                         else 1.0))), source="engine")
-            else:
-                self.hub.submit(SetParam("alpha", round(auto_step(state.alpha, state.auto), 6)),
-                                source="engine")
-        except ControlError as exc:
-            self._report(f"auto walk: {exc}")
+        if pending is not None and pending.token == token:
+            self._sounded = (*self._sounded[1 - SOUNDED_KEPT:], (token, pending.at,
+                                                                  pending.then))
+        self._emit(switched)
 
-    # -- status ---------------------------------------------------------------------------------
-    def _status_numbers(self) -> tuple[int, int, int]:
-        return self.queued(), len(self.cache), self.player.underruns
+    def _emit(self, event: ev.Event | None) -> None:
+        if event is None:
+            return
+        if isinstance(event, ev.EngineError):
+            self._errors += 1
+            self._last_error = event.message
+        self.events.put_nowait(event)
 
-    def status(self) -> EngineStatus:
-        worker = ("failed" if self.worker.fatal else
-                  "rendering" if self.worker.in_flight else
-                  "idle" if self.worker.ready else "starting")
-        segment = self._segment
-        return EngineStatus(self.state, segment.label if segment else "silence", self.queued(),
-                            len(self.cache), self.cache.nbytes / 2**20, self.player.underruns,
-                            worker, self.renders, self.last_render_s, self.errors,
-                            self.last_error)
+    def _queued(self) -> int:
+        # Counted again only when the plan or the cache changed: a key lookup is not free and
+        # the snapshot is taken every turn.
+        plan_and_cache = (self._core.wanted(), self._cache.version)
+        if self._queued_for is None or self._queued_for[0] is not plan_and_cache[0] \
+                or self._queued_for[1] != plan_and_cache[1]:
+            self._queued_for = plan_and_cache
+            self._queued_count = self._core.queued(self._cache.__contains__)
+        return self._queued_count
+
+    def _snapshot(self) -> ev.EngineStatus:
+        core, cache, worker = self._core, self._cache, self.worker
+        state = ("failed" if worker.fatal else "rendering" if worker.in_flight is not None
+                 else "idle" if worker.ready is not None else "starting")
+        return ev.EngineStatus(core.state, core.sounding, self._queued(),
+                               len(cache), cache.nbytes / 2**20, self.player.underruns, state,
+                               self._renders, self._last_render_s, self._errors,
+                               self._last_error)
+
+    def _publish(self) -> None:
+        self._grid = self._core.grid
+        self._status = self._snapshot()

@@ -11,51 +11,56 @@ an equal-power blend of the two nearest rendered grid points around alpha, else 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
+from riffbridge.params import SOUND, Param, Record
 from riffbridge.state import EngineState
 
 DEFAULT_GRID = 8  # alpha steps per unit: eighths
 LOOKAHEAD = 3  # grid points planned past the current one in the knob's direction
 
 
-@dataclass(frozen=True, eq=False)
-class LoopKey:
-    """Everything that makes a loop sound the way it does. The render cache key."""
+class LoopKey(Record):
+    """Everything that makes a loop sound the way it does (the table's ``sound`` params, alpha
+    on the grid). The render cache key, and the loop's sidecar."""
 
-    prompt_a: str
-    prompt_b: str
-    seed_a: int
-    seed_b: int
-    negative: str
-    alpha: float  # on the grid
-    denoise: float
-    guidance: float
-    steps: int
-    bpm: float
-    bars: int
-    beats_per_bar: int
-    pattern: str
+    FIELDS: ClassVar[tuple[Param, ...]] = SOUND
+    __slots__ = ("_identity",)  # computed once: keys are hashed on every cache lookup
+    _identity: tuple[object, ...]
 
-    def _identity(self) -> tuple[object, ...]:
+    def __init__(self, **values: Any) -> None:
+        super().__init__(**values)
+        self._set_identity()
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self._set_identity()
+
+    def _set_identity(self) -> None:
         # At the ends of the path one side has no part in the sound (the embeddings' lerp and
         # the noise's slerp give exactly A at 0 and exactly B at 1), so it is left out of the
         # identity: a new prompt B while alpha sits at 0 keeps the loop that plays, and its
         # cache entry. The fields stay, so neighbours (``at``) keep both sides.
-        a = ("", 0) if self.alpha == 1.0 else (self.prompt_a, self.seed_a)
-        b = ("", 0) if self.alpha == 0.0 else (self.prompt_b, self.seed_b)
-        return (*a, *b, self.negative, self.alpha, self.denoise, self.guidance, self.steps,
-                self.bpm, self.bars, self.beats_per_bar, self.pattern)
+        values = self._values
+        silent = "a" if values["alpha"] == 1.0 else "b" if values["alpha"] == 0.0 else None
+        identity = tuple(None if p.side is not None and p.side == silent else values[p.name]
+                         for p in SOUND)
+        object.__setattr__(self, "_identity", identity)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, LoopKey) and self._identity() == other._identity()
+        return isinstance(other, LoopKey) and self._identity == other._identity
 
     def __hash__(self) -> int:
-        return hash(self._identity())
+        return hash(self._identity)
 
     def at(self, alpha: float) -> LoopKey:
-        return replace(self, alpha=alpha)
+        return self.replace(alpha=alpha)
+
+    def sidecar(self) -> dict[str, Any]:
+        """The values as a loop's sidecar names them: by their config keys."""
+        return {p.key: getattr(self, p.name) for p in SOUND}
 
 
 def snap(alpha: float, grid: int = DEFAULT_GRID) -> float:
@@ -64,10 +69,10 @@ def snap(alpha: float, grid: int = DEFAULT_GRID) -> float:
 
 
 def key_for(state: EngineState, alpha: float | None = None, grid: int = DEFAULT_GRID) -> LoopKey:
-    return LoopKey(state.prompt_a, state.prompt_b, state.seed_a, state.seed_b, state.negative,
-                   snap(state.alpha if alpha is None else alpha, grid), round(state.denoise, 6),
-                   round(state.guidance, 6), state.steps, round(state.bpm, 4), state.bars,
-                   state.beats_per_bar, state.pattern)
+    values = {p.name: getattr(state, p.name) if p.digits is None
+              else round(getattr(state, p.name), p.digits) for p in SOUND}
+    values["alpha"] = snap(state.alpha if alpha is None else alpha, grid)
+    return LoopKey(**values)
 
 
 def _points(grid: int) -> list[float]:
@@ -153,11 +158,3 @@ def auto_step(alpha: float, amount: float) -> float:
     elif nxt < 0.0:
         nxt = -nxt
     return min(1.0, max(0.0, nxt))
-
-
-def unique(keys: Iterable[LoopKey]) -> list[LoopKey]:
-    out: list[LoopKey] = []
-    for key in keys:
-        if key not in out:
-            out.append(key)
-    return out

@@ -5,8 +5,11 @@ model code cannot stop the audio callback (it holds no lock or GIL the worker ne
 ``RenderWorker`` supervisor starts the process, hands it one request at a time (so nothing stale
 waits in a queue), notices when it dies or hangs, reports the error and starts a new one.
 
-Messages both ways are frozen values. The worker does the whole chain for a loop: seed pattern ->
-riffuse render -> loop shaping (tempo, seam, loudness) -> resampling to the device rate.
+Contracts: the worker process is the one owner of the model. ``RenderWorker`` is owned by the
+engine thread (``riffbridge.engine.engine``), which is its only caller; nothing here is
+thread-safe. Messages both ways are frozen values. For each request the worker makes the loop
+with the one loop pipeline (``riffbridge.pipeline.make_loop``: seed -> riffuse render -> loop
+shaping, the same function as the CLI's `render`) and then resamples it to the device rate.
 """
 
 from __future__ import annotations
@@ -19,14 +22,17 @@ import queue
 import signal
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from riffbridge.engine.plan import LoopKey
 from riffbridge.errors import RenderError
+from riffbridge.loops.types import Loop
+from riffbridge.params import BY_NAME, DEFAULT_MODEL
+from riffbridge.pipeline import LoopRequest, make_loop
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +41,14 @@ PROGRESS_EVERY_S = 0.1
 
 @dataclass(frozen=True)
 class RenderRequest:
-    key: LoopKey
+    """One loop for the worker: how to make it (the pipeline's request), at which device rate."""
+
+    loop: LoopRequest
     out_rate: int  # the device rate the player wants the loop at
-    quality: str = "fast"
-    seed_dir: str | None = None
+
+    @property
+    def key(self) -> LoopKey:
+        return self.loop.key
 
 
 @dataclass(frozen=True)
@@ -54,13 +64,26 @@ class Progress:
     fraction: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Rendered:
+    """A finished loop: the pipeline's ``Loop`` (its own rate, metadata incl. render_seconds)
+    and the same loop at the device rate for the player."""
+
     key: LoopKey
-    audio: np.ndarray  # (channels, samples) float32 at 44.1 kHz, the finished loop
-    metadata: dict[str, Any]
-    frames: np.ndarray  # (frames, channels) float32 at out_rate
-    seconds: float
+    loop: Loop
+    frames: np.ndarray  # (frames, channels) float32 at the request's out_rate
+    seconds: float  # the whole job in the worker, resampling included
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A Loop's metadata is a read-only mapping, which pickle cannot carry: send the parts.
+        loop = self.loop
+        return (_rendered, (self.key, loop.audio, loop.sample_rate, loop.bpm, loop.bars,
+                            loop.beats_per_bar, dict(loop.metadata), self.frames, self.seconds))
+
+
+def _rendered(key: LoopKey, audio: np.ndarray, rate: int, bpm: float, bars: int, beats: int,
+              metadata: Mapping[str, Any], frames: np.ndarray, seconds: float) -> Rendered:
+    return Rendered(key, Loop(audio, rate, bpm, bars, beats, metadata), frames, seconds)
 
 
 @dataclass(frozen=True)
@@ -68,6 +91,7 @@ class Failed:
     key: LoopKey | None  # None: the worker failed to start (model load)
     error: str
     fatal: bool = False  # the worker cannot go on (model not found): do not restart it
+    source: Literal["render", "worker"] = "render"  # a render's own error, or the worker's
 
 
 Message = Ready | Progress | Rendered | Failed
@@ -75,53 +99,21 @@ Message = Ready | Progress | Rendered | Failed
 
 @dataclass(frozen=True)
 class WorkerSettings:
-    model: str = "riffusion/riffusion-model-v1"
-    device: str = "auto"
-    dtype: str = "auto"
-    scheduler: str = "default"
+    model: str = DEFAULT_MODEL
+    device: str = BY_NAME["device"].default
+    dtype: str = BY_NAME["dtype"].default
     cuda_graphs: bool = False
     nice: int = 10  # the worker's CPU priority below the audio (POSIX nice increment)
 
 
 # ---- the worker process -------------------------------------------------------------------------
 
-def _seed_image(key: LoopKey, seed_dir: str | None) -> Any:
-    from riffbridge.loops.patterns import get_pattern
-    from riffbridge.loops.seed import pattern_seed, wav_seed
-
-    pattern = key.pattern
-    if seed_dir is not None and ("/" in pattern or "." in pattern):
-        path = os.path.join(seed_dir, pattern)
-        if pattern.lower().endswith((".png", ".jpg", ".jpeg")):
-            from PIL import Image
-
-            from riffbridge.loops.tempo import loop_frames, render_width
-            from riffbridge.spectrogram import image_to_mel, mel_to_image
-
-            with Image.open(path) as img:
-                mel, params = image_to_mel(img)
-            from riffbridge.loops.tempo import resample_frames
-
-            frames = loop_frames(key.bpm, key.bars, key.beats_per_bar)
-            width = render_width(frames)
-            return mel_to_image(resample_frames(mel, width, circular=True), params)
-        return wav_seed(path, key.bpm, key.bars, key.beats_per_bar).image
-    return pattern_seed(get_pattern(pattern), key.bpm, key.bars, key.beats_per_bar).image
-
-
-def _render(renderer: Any, settings: WorkerSettings, req: RenderRequest, results: Any) -> None:
+def _render(renderer: Any, request: RenderRequest, results: Any) -> None:
     from riffbridge.dsp import resample_periodic
-    from riffbridge.loops.shape import ShapeSettings, shape_image
     from riffbridge.loops.tempo import loop_samples
-    from riffbridge.render.riffuse import ImageRef, RiffuseJob
 
     started = time.perf_counter()
-    key = req.key
-    seed = ImageRef.from_image(_seed_image(key, req.seed_dir))
-    job = RiffuseJob(prompt_a=key.prompt_a, prompt_b=key.prompt_b, seed_a=key.seed_a,
-                     seed_b=key.seed_b, alpha=key.alpha, negative=key.negative,
-                     denoise_a=key.denoise, guidance_a=key.guidance, steps=key.steps,
-                     seed_image=seed, scheduler=settings.scheduler, tile_time=True)
+    key = request.key
     last = [0.0]
 
     def progress(fraction: float) -> None:
@@ -130,23 +122,13 @@ def _render(renderer: Any, settings: WorkerSettings, req: RenderRequest, results
             last[0] = now
             results.put(Progress(key, float(fraction)))
 
-    image = renderer.render([job], progress)[0]
-    loop = shape_image(image, key.bpm, key.bars, key.beats_per_bar,
-                       ShapeSettings(quality=req.quality,  # type: ignore[arg-type]
-                                     device=str(renderer.device)),
-                       metadata={"prompt": key.prompt_a, "prompt_b": key.prompt_b,
-                                 "seed": key.seed_a, "seed_b": key.seed_b, "alpha": key.alpha,
-                                 "negative": key.negative, "denoise": key.denoise,
-                                 "guidance": key.guidance, "steps": key.steps,
-                                 "pattern": key.pattern, "model": settings.model})
-    samples = loop_samples(key.bpm, key.bars, key.beats_per_bar, req.out_rate)
+    loop = make_loop(renderer, request.loop, progress)
+    samples = loop_samples(loop.bpm, loop.bars, loop.beats_per_bar, request.out_rate)
     frames = resample_periodic(np.asarray(loop.audio), samples).T
     if frames.shape[1] == 1:
         frames = np.repeat(frames, 2, axis=1)
-    seconds = time.perf_counter() - started
-    results.put(Rendered(key, np.asarray(loop.audio), {**loop.metadata,
-                                                        "render_seconds": round(seconds, 3)},
-                         np.ascontiguousarray(frames, dtype=np.float32), seconds))
+    results.put(Rendered(key, loop, np.ascontiguousarray(frames, dtype=np.float32),
+                         time.perf_counter() - started))
 
 
 def worker_main(settings: WorkerSettings, requests: Any, results: Any) -> None:
@@ -167,10 +149,11 @@ def worker_main(settings: WorkerSettings, requests: Any, results: Any) -> None:
         renderer = Renderer(settings.model, device=settings.device, dtype=settings.dtype,
                             cuda_graphs=settings.cuda_graphs)
     except ModelNotFoundError as exc:
-        results.put(Failed(None, str(exc), fatal=True))
+        results.put(Failed(None, str(exc), fatal=True, source="worker"))
         return
     except Exception as exc:
-        results.put(Failed(None, f"loading {settings.model}: {exc}", fatal=True))
+        results.put(Failed(None, f"loading {settings.model}: {exc}", fatal=True,
+                           source="worker"))
         return
     with contextlib.suppress(Exception):  # the tiny model's float32 notes are noise, not news
         from diffusers.utils import logging as diffusers_logging
@@ -187,7 +170,7 @@ def worker_main(settings: WorkerSettings, requests: Any, results: Any) -> None:
         if req is None:
             return
         try:
-            _render(renderer, settings, req, results)
+            _render(renderer, req, results)
         except Exception as exc:
             tail = traceback.format_exc(limit=3).strip().splitlines()[-1]
             results.put(Failed(req.key, f"{type(exc).__name__}: {exc}" if str(exc) else tail))
@@ -318,7 +301,7 @@ class RenderWorker:
         self.ready = None
         self._restart_at = now + self.restart_delay_s
         log.error("%s; restarting it", reason)
-        return [Failed(lost.key if lost else None, reason + "; restarting it")]
+        return [Failed(lost.key if lost else None, reason + "; restarting it", source="worker")]
 
     def _kill(self) -> None:
         if self._proc is not None and self._proc.is_alive():

@@ -12,7 +12,8 @@ import zlib
 import numpy as np
 from scipy import signal
 
-from riffbridge.loops.patterns import Pattern
+from riffbridge.errors import ConfigError
+from riffbridge.loops.patterns import INSTRUMENTS, Pattern
 
 RATE = 44100
 
@@ -62,7 +63,7 @@ def voice(name: str, rate: int = RATE, seed: int = 0) -> np.ndarray:
         hit = (np.sin(2 * np.pi * 820 * t) + 0.5 * np.sin(2 * np.pi * 1650 * t)) \
             * _env(n, 0.012, rate) * 0.5
     else:
-        raise ValueError(f"no voice {name!r}")
+        raise ConfigError(f"no drum voice {name!r}; use one of {', '.join(INSTRUMENTS)}")
     peak = float(np.abs(hit).max())
     return hit / peak if peak > 0 else hit
 

@@ -22,6 +22,7 @@ from riffbridge.loops.tempo import (
     render_width,
     resample_frames,
 )
+from riffbridge.params import BY_NAME
 from riffbridge.spectrogram import SpectrogramConverter, SpectrogramParams, mel_to_image
 from riffbridge.spectrogram.mel import filterbank
 
@@ -101,7 +102,7 @@ def pattern_seed(pattern: Pattern, bpm: float, bars: int, beats_per_bar: int = 4
                 pattern.name, pattern.describe())
 
 
-DEFAULT_PATTERN = "four-on-the-floor"
+DEFAULT_PATTERN: str = BY_NAME["pattern"].default
 
 
 def default_seed(bpm: float, bars: int, beats_per_bar: int = 4,

@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image
 
 from riffbridge.dsp import resample_periodic
+from riffbridge.errors import ConfigError
 from riffbridge.loops.loudness import normalise
 from riffbridge.loops.seam import SeamFigures, crossfade_columns, measure_seam
 from riffbridge.loops.tempo import check_tempo, cut, loop_frames, loop_samples, resample_frames
@@ -53,7 +54,7 @@ class ShapeSettings:
 
     def __post_init__(self) -> None:
         if self.seam not in ("auto", "circular", "plain"):
-            raise ValueError(f"seam must be 'auto', 'circular' or 'plain', got {self.seam!r}")
+            raise ConfigError(f"seam must be 'auto', 'circular' or 'plain', got {self.seam!r}")
 
 
 def mel_to_loop_audio(mel: np.ndarray, params: SpectrogramParams, num_samples: int, *,

@@ -16,24 +16,29 @@ import math
 import numpy as np
 
 from riffbridge.errors import ConfigError
+from riffbridge.params import BY_NAME
 
 SAMPLE_RATE = 44100
 HOP = 441  # 10 ms at 44.1 kHz, the Riffusion step
 WIDTH_MULTIPLE = 8
-BPM_RANGE = (40.0, 240.0)
-BARS_RANGE = (1, 16)
-BEATS_RANGE = (1, 16)
+# The ranges of the parameter table: a loop the engine may be asked for is a loop this makes.
+BPM_RANGE = (float(BY_NAME["bpm"].minimum or 0), float(BY_NAME["bpm"].maximum or 0))
+BARS_RANGE = (int(BY_NAME["bars"].minimum or 0), int(BY_NAME["bars"].maximum or 0))
+BEATS_RANGE = (int(BY_NAME["beats_per_bar"].minimum or 0),
+               int(BY_NAME["beats_per_bar"].maximum or 0))
 
 
 def check_tempo(bpm: float, bars: int, beats_per_bar: int = 4) -> None:
-    """Raise ConfigError unless bpm in 40-240, bars in 1-16 and beats_per_bar in 1-16."""
+    """Raise ConfigError unless bpm, bars and beats_per_bar are in the table's ranges."""
     if not (isinstance(bpm, int | float) and math.isfinite(bpm)
             and BPM_RANGE[0] <= bpm <= BPM_RANGE[1]):
         raise ConfigError(f"bpm must be in [{BPM_RANGE[0]:g}, {BPM_RANGE[1]:g}], got {bpm}")
     if not (isinstance(bars, int) and BARS_RANGE[0] <= bars <= BARS_RANGE[1]):
-        raise ConfigError(f"bars must be a whole number in [1, 16], got {bars}")
+        raise ConfigError(f"bars must be a whole number in [{BARS_RANGE[0]}, {BARS_RANGE[1]}], "
+                          f"got {bars}")
     if not (isinstance(beats_per_bar, int) and BEATS_RANGE[0] <= beats_per_bar <= BEATS_RANGE[1]):
-        raise ConfigError(f"beats per bar must be a whole number in [1, 16], got {beats_per_bar}")
+        raise ConfigError(f"beats per bar must be a whole number in [{BEATS_RANGE[0]}, "
+                          f"{BEATS_RANGE[1]}], got {beats_per_bar}")
 
 
 def loop_samples(bpm: float, bars: int, beats_per_bar: int = 4,

@@ -8,14 +8,14 @@ Layout::
     OUT/<run start>/index.jsonl
     OUT/latest.wav, OUT/latest.json
 
-Every file is written to a hidden temporary name in its own folder, flushed, and renamed into
-place with ``os.replace``; a file is never opened for writing under its final name. Disk full,
-no permission and similar failures raise :class:`OutputError` and leave no partial file in sight.
+Every file is written with :mod:`riffbridge.fsutil`: to a hidden temporary name in its own
+folder, flushed, and renamed into place with ``os.replace``; a file is never opened for writing
+under its final name. Disk full, no permission and similar failures raise :class:`OutputError`
+and leave no partial file in sight.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import errno
 import json
@@ -23,7 +23,6 @@ import logging
 import math
 import os
 import re
-import tempfile
 import threading
 import unicodedata
 from collections.abc import Mapping
@@ -33,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from riffbridge.errors import OutputError
+from riffbridge.fsutil import atomic_write_all
 from riffbridge.loops.types import Loop
 from riffbridge.outputs.wav import WavSettings, wav_bytes
 
@@ -40,9 +40,6 @@ logger = logging.getLogger(__name__)
 
 RUN_FORMAT = "%Y-%m-%d_%H-%M-%S"
 NAME_RE = re.compile(r"^(\d{4})_.*\.wav$")
-
-
-FILE_MODE = 0o644
 
 
 def slugify(text: str, limit: int = 40) -> str:
@@ -68,51 +65,18 @@ def _describe(exc: OSError, path: Path) -> str:
     return f"cannot write {path}: {exc.strerror or exc}"
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    """The low-level write (one place, so tests can inject a failure)."""
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
-
-
-def _stage(final: Path, data: bytes) -> Path:
-    """Write ``data`` to a temporary file beside ``final``; return its path."""
+def _write(files: list[tuple[Path, bytes]]) -> None:
+    """Write all ``(path, data)`` atomically, together; OutputError names the file that failed."""
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent)
+        atomic_write_all(files)
     except OSError as exc:
-        raise OutputError(_describe(exc, final)) from None
-    try:
-        try:
-            # mkstemp makes owner-only files; loops are for the DAW and other users to read.
-            os.fchmod(fd, FILE_MODE)
-            _write_all(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise OutputError(_describe(exc, final)) from None
-    return Path(tmp)
-
-
-def _commit(pairs: list[tuple[Path, Path]]) -> None:
-    """Rename staged files into place, in order; on failure remove what is still staged."""
-    try:
-        for tmp, final in pairs:
-            os.replace(tmp, final)
-    except OSError as exc:
-        for tmp, _ in pairs:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-        raise OutputError(_describe(exc, final)) from None
+        raise OutputError(_describe(exc, Path(exc.filename or files[0][0]))) from None
 
 
 def atomic_write(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (temporary name + rename)."""
+    """Write ``data`` to ``path`` atomically (temporary name + rename); OutputError on failure."""
     final = Path(path)
-    _commit([(_stage(final, data), final)])
+    _write([(final, data)])
     return final
 
 
@@ -140,6 +104,40 @@ def _prompt_of(metadata: Mapping[str, Any]) -> str:
     return str(prompt) if prompt else "loop"
 
 
+def sidecar(loop: Loop, settings: WavSettings, wav_path: Path,
+            extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The JSON sidecar of a loop's WAV: every parameter that made it (its metadata), and what
+    is in the file (tempo, bars, channels, rate, format, samples)."""
+    out = _jsonable({**loop.metadata, **(extra or {})})
+    out.update({
+        "file": wav_path.name,
+        "bpm": loop.bpm,
+        "bars": loop.bars,
+        "beats_per_bar": loop.beats_per_bar,
+        "channels": loop.channels,
+        "file_sample_rate": settings.sample_rate,
+        "sample_format": settings.sample_format,
+        "samples": round(loop.beats * 60.0 / loop.bpm * settings.sample_rate),
+        "written_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    })
+    return out
+
+
+def _json_bytes(data: Mapping[str, Any]) -> bytes:
+    return json.dumps(data, indent=2, sort_keys=True).encode() + b"\n"
+
+
+def write_loop_file(path: str | os.PathLike[str], loop: Loop,
+                    settings: WavSettings | None = None) -> Path:
+    """Write ``loop`` to the WAV ``path`` and its sidecar beside it (same name, ``.json``),
+    atomically and together; return the WAV's path. `riffbridge render out.wav` uses this."""
+    settings = settings or WavSettings()
+    wav_path = Path(path)
+    _write([(wav_path.with_suffix(".json"), _json_bytes(sidecar(loop, settings, wav_path))),
+            (wav_path, wav_bytes(loop, settings))])
+    return wav_path
+
+
 class OutputFolder:
     """Where one run's loops go. ``write(loop)`` is the one call the engine and
     ``riffbridge render`` make; it returns the WAV's path. Thread-safe."""
@@ -160,8 +158,8 @@ class OutputFolder:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise OutputError(
-                f"cannot create output folder {self.root}: {exc.strerror}; choose another "
-                "--out folder") from None
+                f"cannot create output folder {self.root}: {exc.strerror}; choose a folder you "
+                "can write to (serve: --out-dir; render: the output argument)") from None
         if not self.root.is_dir():
             raise OutputError(f"output path {self.root} is a file, not a folder")
         candidate, n = self.root / name, 1
@@ -193,56 +191,20 @@ class OutputFolder:
                 wav_path = self.run_dir / loop_filename(number, _prompt_of(meta), loop.bpm,
                                                         loop.bars)
             data = wav_bytes(loop, self.settings)
-            sidecar = self._sidecar(loop, meta, number, wav_path)
-            text = json.dumps(sidecar, indent=2, sort_keys=True).encode() + b"\n"
+            meta_out = {**sidecar(loop, self.settings, wav_path, extra),
+                        "number": number, "run": self.run_dir.name}
+            text = _json_bytes(meta_out)
             json_path = wav_path.with_suffix(".json")
-            index_line = json.dumps(sidecar, sort_keys=True) + "\n"
+            index_line = json.dumps(meta_out, sort_keys=True) + "\n"
             old_index = self.index_path.read_bytes() if self.index_path.exists() else b""
-            staged: list[tuple[Path, Path]] = []
-            try:
-                staged.append((_stage(json_path, text), json_path))
-                staged.append((_stage(wav_path, data), wav_path))
-                staged.append((_stage(self.index_path, old_index + index_line.encode()),
-                               self.index_path))
-            except OutputError:
-                for tmp, _ in staged:
-                    with contextlib.suppress(OSError):
-                        os.unlink(tmp)
-                raise
-            _commit(staged)
+            _write([(json_path, text), (wav_path, data),
+                    (self.index_path, old_index + index_line.encode())])
             self._next = number + 1
             if self.update_latest:
-                self._write_latest(data, sidecar)
+                self._write_latest(data, meta_out)
         logger.info("wrote %s", wav_path)
         return wav_path
 
-    def _sidecar(self, loop: Loop, meta: Mapping[str, Any], number: int,
-                 wav_path: Path) -> dict[str, Any]:
-        out = _jsonable(meta)
-        out.update({
-            "number": number,
-            "file": wav_path.name,
-            "run": self.run_dir.name,
-            "bpm": loop.bpm,
-            "bars": loop.bars,
-            "beats_per_bar": loop.beats_per_bar,
-            "channels": loop.channels,
-            "file_sample_rate": self.settings.sample_rate,
-            "sample_format": self.settings.sample_format,
-            "samples": round(loop.beats * 60.0 / loop.bpm * self.settings.sample_rate),
-            "written_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        })
-        return out
-
-    def _write_latest(self, data: bytes, sidecar: Mapping[str, Any]) -> None:
-        latest = {**sidecar, "path": f"{self.run_dir.name}/{sidecar['file']}"}
-        text = json.dumps(latest, indent=2, sort_keys=True).encode() + b"\n"
-        wav, js = self.root / "latest.wav", self.root / "latest.json"
-        staged = [(_stage(wav, data), wav)]
-        try:
-            staged.append((_stage(js, text), js))
-        except OutputError:
-            with contextlib.suppress(OSError):
-                os.unlink(staged[0][0])
-            raise
-        _commit(staged)
+    def _write_latest(self, data: bytes, meta: Mapping[str, Any]) -> None:
+        latest = {**meta, "path": f"{self.run_dir.name}/{meta['file']}"}
+        _write([(self.root / "latest.wav", data), (self.root / "latest.json", _json_bytes(latest))])

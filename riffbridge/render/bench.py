@@ -81,7 +81,8 @@ def run_bench(cfg: BenchConfig, renderer: Renderer | None = None) -> BenchResult
     if renderer is None:
         model: Any = cfg.model
         if model == "sd15-random":
-            from riffbridge.render.model import build_random_sd15, resolve_device
+            from riffbridge.render.model import build_random_sd15
+            from riffbridge.torch_device import resolve_device
 
             model = build_random_sd15(device=resolve_device(cfg.device))
         renderer = Renderer(model, device=cfg.device, dtype=cfg.dtype, max_batch=cfg.batch,
@@ -97,7 +98,7 @@ def run_bench(cfg: BenchConfig, renderer: Renderer | None = None) -> BenchResult
     text, unet, decode, total, audio = [], [], [], [], []
     steps = 0
     for i in range(cfg.warmup + cfg.runs):
-        renderer._text_cache.clear()  # time the text encoder every run
+        renderer.forget_prompts()  # time the text encoder every run
         sync()
         t0 = time.perf_counter()
         images = renderer.render(jobs)

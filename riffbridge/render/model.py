@@ -1,7 +1,7 @@
 """The model-loading boundary: hub id, local diffusers folder, single checkpoint file, "tiny".
 
-Also the explicit device and dtype choice: ``auto`` picks cuda > mps > cpu and says so; asking
-for a device that is not there is an error, never a silent fallback.
+Also the explicit dtype choice (the device is chosen in ``riffbridge.torch_device``): fp16 on a
+GPU, fp32 on the CPU, never a silent fallback.
 """
 
 from __future__ import annotations
@@ -11,80 +11,18 @@ import logging
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from riffbridge.errors import ConfigError, DeviceError, ModelNotFoundError, RenderError
+from riffbridge.errors import ConfigError, ModelNotFoundError, RenderError
+from riffbridge.params import DEFAULT_MODEL
+from riffbridge.render.components import Components
+from riffbridge.render.tiny import build_tiny
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "riffusion/riffusion-model-v1"
 CONFIG_DIR = Path(__file__).resolve().parent / "configs" / "sd15"
 DTYPES = ("auto", "fp16", "bf16", "fp32")
-
-
-@dataclass
-class Components:
-    """The pieces of one loaded model. Owned by one Renderer; not shared across threads."""
-
-    unet: Any
-    vae: Any
-    text_encoder: Any
-    tokenizer: Any
-    scheduler: Any
-    name: str
-
-    def to(self, device: Any, dtype: Any) -> Components:
-        for module in (self.unet, self.vae, self.text_encoder):
-            module.to(device=device, dtype=dtype)
-        return self
-
-    def save(self, folder: str | Path) -> Path:
-        """Write a diffusers-layout folder that ``load_components`` reads back."""
-        folder = Path(folder)
-        for sub in ("unet", "vae", "text_encoder"):
-            getattr(self, sub).save_pretrained(folder / sub)
-        self.tokenizer.save_pretrained(folder / "tokenizer")
-        self.scheduler.save_pretrained(folder / "scheduler")
-        (folder / "model_index.json").write_text(json.dumps({
-            "_class_name": "StableDiffusionPipeline",
-            "unet": ["diffusers", "UNet2DConditionModel"],
-            "vae": ["diffusers", "AutoencoderKL"],
-            "text_encoder": ["transformers", "CLIPTextModel"],
-            "tokenizer": ["transformers", "CLIPTokenizer"],
-            "scheduler": ["diffusers", type(self.scheduler).__name__],
-        }, indent=1))
-        return folder
-
-
-def resolve_device(name: str = "auto") -> Any:
-    """``auto`` -> cuda > mps > cpu (logged); an explicit device must exist."""
-    import torch
-
-    if name == "auto":
-        if torch.cuda.is_available():
-            picked = "cuda"
-        elif getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            picked = "mps"
-        else:
-            picked = "cpu"
-        log.info("device auto -> %s", picked)
-        return torch.device(picked)
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"unknown device {name!r}: use auto, cuda, cuda:N, mps or cpu") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise DeviceError(f"device {name!r} asked for but CUDA is not available here "
-                          "(torch build or driver): use --device cpu or auto")
-    if device.type == "cuda" and device.index is not None \
-            and device.index >= torch.cuda.device_count():
-        raise DeviceError(f"device {name!r} does not exist: {torch.cuda.device_count()} GPU(s)")
-    if device.type == "mps" and not (getattr(torch.backends, "mps", None)
-                                     and torch.backends.mps.is_available()):
-        raise DeviceError(f"device {name!r} asked for but MPS is not available here")
-    return device
 
 
 def resolve_dtype(name: str, device: Any) -> Any:
@@ -379,8 +317,6 @@ def build_random_sd15(seed: int = 0, device: str | Any = "cpu") -> Components:
     import torch
     from diffusers import PNDMScheduler
 
-    from riffbridge.render.tiny import build_tiny
-
     torch.manual_seed(seed)
     with torch.device(device):
         unet, vae, text_encoder = (build() for build in _builders(CONFIG_DIR))
@@ -399,8 +335,6 @@ def load_components(model: str = DEFAULT_MODEL, *, configs: Path = CONFIG_DIR) -
     single checkpoint file, which carries none, is read with; SD 1.5's by default.
     """
     if model == "tiny":
-        from riffbridge.render.tiny import build_tiny
-
         return build_tiny()
     if model == "sd15-random":
         return build_random_sd15()

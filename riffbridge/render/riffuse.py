@@ -12,19 +12,22 @@ import hashlib
 import io
 import logging
 import math
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
 from riffbridge.errors import AudioFileError, ConfigError, RenderError
+from riffbridge.render.components import Components
 from riffbridge.render.graphs import GraphedUNet, require_cuda
-from riffbridge.render.model import Components, load_components, resolve_device, resolve_dtype
+from riffbridge.render.model import load_components, resolve_dtype
 from riffbridge.render.seamless import set_time_tiling
+from riffbridge.torch_device import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +35,31 @@ HEIGHT = 512
 LATENT_FACTOR = 8
 SCHEDULERS = ("default", "dpm++2m", "ddim")
 Progress = Callable[[float], None]
+# The caches keep the most recently used entries only: a live session runs for hours while
+# prompts are typed and swept and seed images change, and every distinct one would otherwise
+# stay in (GPU) memory for good. What plays at any time needs two prompts, a negative and a
+# seed or two; the bounds leave room for a live set's worth of switching back and forth.
+TEXT_CACHE_SIZE = 64  # prompts: (77, 768) embeddings, about 120 KB each in fp16
+LATENT_CACHE_SIZE = 16  # seed images (per tiling switch): (4, 64, width / 8) latents
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def _recall(cache: OrderedDict[K, V], key: K) -> V | None:
+    """The cached value for ``key`` (now the most recently used), or None."""
+    value = cache.get(key)
+    if value is not None:
+        cache.move_to_end(key)
+    return value
+
+
+def _remember(cache: OrderedDict[K, V], key: K, value: V, bound: int) -> None:
+    """Store ``value``; past ``bound`` entries the least recently used one goes."""
+    cache[key] = value
+    cache.move_to_end(key)
+    while len(cache) > bound:
+        cache.popitem(last=False)
 
 
 @dataclass(frozen=True)
@@ -192,8 +220,8 @@ class Renderer:
         if cuda_graphs:
             self._graphed = GraphedUNet(self._unet_call, self.device)
         self._schedulers: dict[str, Any] = {}
-        self._text_cache: dict[str, torch.Tensor] = {}
-        self._latent_cache: dict[tuple[Any, bool], torch.Tensor] = {}
+        self._text_cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._latent_cache: OrderedDict[tuple[Any, bool], torch.Tensor] = OrderedDict()
         self._tiling = False
         self.timings: dict[str, float] = {}
         log.info("renderer: model %s on %s (%s)", comps.name, self.device, self.dtype)
@@ -201,7 +229,7 @@ class Renderer:
     # -- caches ------------------------------------------------------------------------------
     def text_embedding(self, prompt: str) -> torch.Tensor:
         """(77, width) embedding of one prompt, cached. Long prompts are cut, with a warning."""
-        cached = self._text_cache.get(prompt)
+        cached = _recall(self._text_cache, prompt)
         if cached is not None:
             return cached
         tok = self.components.tokenizer
@@ -213,13 +241,13 @@ class Renderer:
                         full, tok.model_max_length, prompt[:60])
         with torch.inference_mode():
             emb = self.components.text_encoder(ids.to(self.device))[0][0]
-        self._text_cache[prompt] = emb
+        _remember(self._text_cache, prompt, emb, TEXT_CACHE_SIZE)
         return emb
 
     def seed_latents(self, ref: ImageSource, width: int, tile: bool) -> torch.Tensor:
         """VAE latents (mean, scaled) of a seed image, cached per image and tiling switch."""
         key = (ref if isinstance(ref, ImageRef) else str(Path(ref).resolve()), tile)
-        cached = self._latent_cache.get(key)
+        cached = _recall(self._latent_cache, key)
         if cached is not None and cached.shape[-1] * LATENT_FACTOR == width:
             return cached
         img = load_image(ref, "seed image")
@@ -233,7 +261,7 @@ class Renderer:
         vae = self.components.vae
         with torch.inference_mode():
             lat = vae.encode(x).latent_dist.mean * vae.config.scaling_factor
-        self._latent_cache[key] = lat[0]
+        _remember(self._latent_cache, key, lat[0], LATENT_CACHE_SIZE)
         return lat[0]
 
     def job_width(self, job: RiffuseJob) -> int:
@@ -409,6 +437,6 @@ class Renderer:
                                circular=job.tile_time)
                 for img, job in zip(images, jobs, strict=True)]
 
-    def clear_caches(self) -> None:
+    def forget_prompts(self) -> None:
+        """Drop the cached text embeddings (a benchmark times the text encoder every run)."""
         self._text_cache.clear()
-        self._latent_cache.clear()

@@ -12,10 +12,8 @@ import json
 import string
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from riffbridge.render.model import Components
+from riffbridge.render.components import Components
 
 TINY_SEED = 1234
 TEXT_WIDTH = 32
@@ -33,8 +31,6 @@ def build_tiny() -> Components:
     import torch
     from diffusers import AutoencoderKL, PNDMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
-
-    from riffbridge.render.model import Components
 
     with tempfile.TemporaryDirectory() as tmp:
         vocab_path = Path(tmp) / "vocab.json"

@@ -6,12 +6,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from riffbridge.spectrogram.converter import (
-    QUALITY,
-    Quality,
-    SpectrogramConverter,
-    resolve_device,
-)
+from riffbridge.spectrogram.converter import QUALITY, Quality, SpectrogramConverter
 from riffbridge.spectrogram.image import image_to_mel, mel_to_image, read_params
 from riffbridge.spectrogram.params import EXIF_TAGS, SpectrogramParams
 
@@ -26,7 +21,6 @@ __all__ = [
     "image_to_mel",
     "mel_to_image",
     "read_params",
-    "resolve_device",
 ]
 
 

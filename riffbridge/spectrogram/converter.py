@@ -22,6 +22,7 @@ from riffbridge.errors import ConfigError
 from riffbridge.spectrogram.mel import filterbank, inverse_filterbank
 from riffbridge.spectrogram.params import SpectrogramParams
 from riffbridge.spectrogram.stft import Framing, griffin_lim, stft
+from riffbridge.torch_device import resolve_device
 
 Quality = Literal["fast", "high"]
 
@@ -40,18 +41,6 @@ QUALITY: dict[str, InverseSettings] = {
     "fast": InverseSettings(iters=48, padded=False),
     "high": InverseSettings(iters=200, padded=False),
 }
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """An explicit torch device; asking for one that is not there is an error, not a fallback."""
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(
-            f"device {device!r} asked for, but torch sees no CUDA GPU; use --device cpu")
-    if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError(
-            f"device {device!r} asked for, but MPS is not available; use --device cpu")
-    return dev
 
 
 class SpectrogramConverter:

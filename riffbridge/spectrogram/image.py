@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from riffbridge.errors import AudioFileError
+from riffbridge.errors import AudioFileError, ConfigError
 from riffbridge.spectrogram.params import SpectrogramParams
 
 
@@ -18,7 +18,7 @@ def mel_to_image(mel: np.ndarray, params: SpectrogramParams) -> Image.Image:
     """(channels, n_mels, frames) non-negative mel magnitudes -> RGB image with EXIF."""
     data = np.asarray(mel, dtype=np.float64)
     if data.ndim != 3 or data.shape[0] != params.channels:
-        raise ValueError(
+        raise ConfigError(
             f"mel must be ({params.channels}, n_mels, frames) for stereo={params.stereo}, "
             f"got shape {data.shape}")
     peak = float(data.max())

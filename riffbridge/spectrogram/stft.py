@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from riffbridge.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class Framing:
@@ -131,7 +133,7 @@ def initial_phase(magnitude: torch.Tensor, framing: Framing, kind: str, seed: in
     elif kind == "locked":
         phase = _locked_phase(magnitude, framing)
     else:
-        raise ValueError(f"unknown initial phase {kind!r}; use 'random' or 'locked'")
+        raise ConfigError(f"unknown initial phase {kind!r}; use 'random' or 'locked'")
     return torch.polar(torch.ones_like(phase), phase)
 
 

@@ -1,0 +1,367 @@
+"""Every parameter of riffbridge, declared once. Pure: no I/O, no transport, no torch.
+
+Each ``Param`` says what a value is (type, default, range or choices, unit, help), whether it
+changes the sound (then it is part of the loop's cache key and its sidecar), and how the outside
+world names it: its OSC address, its config-file key and its ``serve`` flag. Everything else is a
+view of this table:
+
+- ``riffbridge.state.EngineState`` holds the ``live`` params (plus the transport flag);
+- ``riffbridge.config.ServeConfig`` holds every param that has a config key, keyed by it;
+- ``riffbridge.cli.serve`` builds its flags from ``flag``/``help``;
+- ``riffbridge.control.osc_spec`` lists the params that have an ``osc`` address;
+- ``riffbridge.engine.plan.LoopKey`` holds the ``sound`` params, rounded to ``digits``;
+- the sidecar of every loop names the ``sound`` params by their config keys;
+- the MIDI map's knob targets are the numeric and choice ``live`` params;
+- docs/osc.md, docs/configuration.md and the Max patches are generated from it.
+
+Adding a parameter is one entry here plus the code that uses its value.
+
+Number rules (the same for OSC, MIDI, presets, the config file and flags): ints are accepted for
+float params; floats are accepted for int params only when they hold an integral value (Max,
+TouchOSC and Pure Data send floats by default, ``4.0`` means 4 and ``4.5`` is an error); bools
+are never numbers; NaN and infinity are refused.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import PurePosixPath, PureWindowsPath
+from typing import Any, ClassVar, Literal
+
+from riffbridge.errors import ControlError
+
+Kind = Literal["str", "int", "float", "bool", "pairs"]
+# How a string is checked beyond its type: free text (a prompt), a name or path inside the seed
+# folder (a pattern), a torch device name, or a path/name on this machine (not checked here).
+Text = Literal["prompt", "pattern", "device", "plain"]
+
+DEFAULT_MODEL = "riffusion/riffusion-model-v1"
+MAX_PROMPT_CHARS = 500
+MAX_NAME_CHARS = 200  # preset and pattern names
+MAX_SEED = 2**31 - 1  # OSC int32
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+# A pattern that ends in one of these, or holds a path separator, names a seed file; anything
+# else is a groove name. The one rule, for the hub, the CLI and the render pipeline.
+SEED_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+SEED_FILE_SUFFIXES = (*SEED_IMAGE_SUFFIXES, ".wav", ".flac", ".aif", ".aiff")
+
+
+def is_seed_file(pattern: str) -> bool:
+    return pattern.lower().endswith(SEED_FILE_SUFFIXES) or "/" in pattern or "\\" in pattern
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str  # the field name in EngineState / the engine's code
+    kind: Kind
+    default: Any
+    help: str
+    unit: str = ""
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[str, ...] = ()
+    live: bool = False  # part of the engine state: set over OSC/MIDI, stored in presets
+    sound: bool = False  # changes the rendered audio: part of the loop key and the sidecar
+    side: str | None = None  # "a"/"b": plays no part at the other end of the A-B path
+    digits: int | None = None  # rounding in the loop key (float noise must not split the cache)
+    osc: str | None = None  # OSC address, for live params that OSC may set
+    config: str | None = None  # config-file key; None: the name; "" : not a setting
+    flag: str | None = None  # `serve` flag; None: derived from the config key; "": file only
+    metavar: str | None = None
+    text: Text = "plain"
+
+    @property
+    def key(self) -> str:
+        """The config-file key ("" when the param is not a start-up setting)."""
+        return self.name if self.config is None else self.config
+
+    @property
+    def cli_flag(self) -> str:
+        """The `serve` flag ("" when there is none)."""
+        if self.flag is not None:
+            return self.flag
+        return "--" + self.key.replace("_", "-") if self.key else ""
+
+    @property
+    def python_type(self) -> type:
+        return {"str": str, "int": int, "float": float, "bool": bool, "pairs": tuple}[self.kind]
+
+    def range_text(self) -> str:
+        def text(x: float) -> str:
+            return str(int(x)) if self.kind == "int" else f"{x:g}"
+
+        lo = "-inf" if self.minimum is None else text(self.minimum)
+        hi = "inf" if self.maximum is None else text(self.maximum)
+        return f"[{lo}, {hi}]"
+
+
+def _live(name: str, kind: Kind, default: Any, help: str, osc: str, **kw: Any) -> Param:
+    return Param(name, kind, default, help, live=True, osc=osc, **kw)
+
+
+def _sound(name: str, kind: Kind, default: Any, help: str, osc: str, **kw: Any) -> Param:
+    return Param(name, kind, default, help, live=True, sound=True, osc=osc, **kw)
+
+
+PARAMS: tuple[Param, ...] = (
+    # ---- live and sounding: the loop key ----
+    _sound("prompt_a", "str", "funk drum groove, slap bass", "prompt of style A (at alpha 0)",
+           "/rb/prompt/a", side="a", config="prompt", metavar="TEXT", text="prompt"),
+    _sound("prompt_b", "str", "jazz piano trio, brushed drums", "prompt of style B (at alpha 1)",
+           "/rb/prompt/b", side="b", metavar="TEXT", text="prompt"),
+    _sound("seed_a", "int", 42, "noise seed of style A", "/rb/seed/a", side="a", minimum=0,
+           maximum=MAX_SEED, config="seed", metavar="N"),
+    _sound("seed_b", "int", 43, "noise seed of style B", "/rb/seed/b", side="b", minimum=0,
+           maximum=MAX_SEED, metavar="N"),
+    _sound("negative", "str", "", "negative prompt", "/rb/negative", metavar="TEXT",
+           text="prompt"),
+    _sound("alpha", "float", 0.0, "position between A (0) and B (1)", "/rb/alpha",
+           minimum=0.0, maximum=1.0),
+    _sound("denoise", "float", 0.75, "img2img strength: how far the render may move from the "
+           "seed", "/rb/denoise", minimum=0.0, maximum=1.0, digits=6),
+    _sound("guidance", "float", 7.0, "classifier-free guidance", "/rb/guidance", minimum=0.0,
+           maximum=30.0, digits=6),
+    _sound("steps", "int", 50, "diffusion steps", "/rb/steps", minimum=1, maximum=500,
+           metavar="N"),
+    # bars defaults to 2: at 120 BPM in 4/4 two bars last 4.0 s, which fits inside one
+    # 512-column render (5.12 s), the width the model was trained at, so the default loop needs
+    # neither a wider (slower, less stable) render nor stitching.
+    _sound("bpm", "float", 120.0, "tempo (set by hand when the clock is internal)", "/rb/bpm",
+           unit="BPM", minimum=40.0, maximum=240.0, digits=4),
+    _sound("bars", "int", 2, "loop length in bars", "/rb/bars", unit="bars", minimum=1,
+           maximum=16, metavar="N"),
+    _sound("beats_per_bar", "int", 4, "beats per bar", "/rb/beats", minimum=1, maximum=16,
+           metavar="N"),
+    _sound("pattern", "str", "four-on-the-floor",
+           "seed pattern name (riffbridge seed --list), or a seed image or sound file inside "
+           "the seed folder", "/rb/pattern", metavar="NAME", text="pattern"),
+    # ---- live, not sounding: how and when it plays ----
+    _live("quantum", "str", "bar", "where switches land", "/rb/quantum",
+          choices=("beat", "bar", "loop")),
+    _live("xfade", "float", 0.05, "switch crossfade", "/rb/xfade", unit="s", minimum=0.0,
+          maximum=10.0),
+    _live("auto", "float", 0.0, "auto walk: alpha change per loop, 0 = off", "/rb/auto",
+          minimum=-1.0, maximum=1.0),
+    _live("gain_db", "float", 0.0, "output gain", "/rb/gain", unit="dB", minimum=-60.0,
+          maximum=12.0, flag="--gain"),
+    _live("clock", "str", "internal", "tempo source: internal, midi (MIDI clock on the MIDI "
+          "input) or link (Ableton Link)", "/rb/clock", choices=("internal", "midi", "link")),
+    # ---- start-up settings of `riffbridge serve` ----
+    Param("model", "str", DEFAULT_MODEL, "hub id, diffusers folder, .ckpt/.safetensors file, "
+          "or tiny (random weights, for plumbing checks)", metavar="NAME|PATH"),
+    Param("device", "str", "auto", "auto, cuda, cuda:N, mps or cpu", text="device"),
+    Param("dtype", "str", "auto", "weights' precision", choices=("auto", "fp16", "bf16", "fp32")),
+    Param("cuda_graphs", "bool", False, "replay each UNet step as a CUDA graph (CUDA only; "
+          "faster steps, one capture per loop width)"),
+    Param("audio_out", "str", "default", "audio output name or index, 'default', or 'none' "
+          "(files only)", metavar="NAME|INDEX"),
+    Param("out_dir", "str", "out", "folder for the loop WAVs, or 'none'", metavar="DIR"),
+    Param("osc_host", "str", "127.0.0.1", "address to listen for OSC on (0.0.0.0: the LAN)",
+          metavar="HOST"),
+    Param("osc_port", "int", 9000, "UDP port to listen for OSC on", minimum=1, maximum=65535,
+          metavar="PORT"),
+    Param("reply_port", "int", 9001, "UDP port answers go to, on the sender's address",
+          minimum=1, maximum=65535, metavar="PORT"),
+    Param("midi_in", "str", "", "MIDI input (any part of its name), or 'virtual'; empty: no "
+          "MIDI", metavar="NAME"),
+    Param("midi_api", "str", "auto", "MIDI backend", choices=("auto", "jack", "default")),
+    Param("midi_map", "str", "", "MIDI map TOML file (empty: the built-in map)",
+          metavar="FILE"),
+    Param("presets", "str", "", "presets TOML file (read and written)", metavar="FILE"),
+    Param("seed_dir", "str", "", "folder of seed images/sounds that the pattern may name",
+          metavar="DIR"),
+    Param("cache_mb", "float", 512.0, "loop cache bound", unit="MB", minimum=16.0,
+          maximum=1_000_000.0),
+    Param("quality", "str", "fast", "spectrogram-to-audio (Griffin-Lim) quality",
+          choices=("fast", "high")),
+    Param("blocksize", "int", 512, "audio block", unit="frames", minimum=32, maximum=8192,
+          metavar="FRAMES"),
+    Param("autoplay", "bool", True, "sound as soon as a loop is ready (false: wait for "
+          "/rb/play)", flag="--no-autoplay"),
+    Param("grid", "int", 8, "alpha points rendered per unit: 8 renders 0, 1/8, ... 1",
+          minimum=1, maximum=64, flag=""),
+    Param("render_timeout", "float", 300.0, "a render with no progress for this long counts "
+          "as hung; the worker is restarted", unit="s", minimum=5.0, maximum=86_400.0, flag=""),
+    Param("setlist", "pairs", (), "pairs of prompts [a, b] for the auto walk", flag=""),
+)
+
+BY_NAME: dict[str, Param] = {p.name: p for p in PARAMS}
+LIVE: tuple[Param, ...] = tuple(p for p in PARAMS if p.live)
+SOUND: tuple[Param, ...] = tuple(p for p in PARAMS if p.sound)
+SETTINGS: tuple[Param, ...] = tuple(p for p in PARAMS if p.key)
+BY_KEY: dict[str, Param] = {p.key: p for p in SETTINGS}
+
+
+def get(name: str) -> Param:
+    """The live param ``name``; ``ControlError`` naming the known ones otherwise."""
+    param = BY_NAME.get(name)
+    if param is None or not param.live:
+        raise ControlError(f"unknown parameter {name!r}; known: "
+                           f"{', '.join(sorted(p.name for p in LIVE))}")
+    return param
+
+
+# ---- checking one value ------------------------------------------------------------------------
+
+def _number(param: Param, value: Any, label: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        what = "an int" if param.kind == "int" else "a float"
+        raise ControlError(f"{label} must be {what} in {param.range_text()}, "
+                           f"got {type(value).__name__} {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ControlError(f"{label} must be a finite number in {param.range_text()}, "
+                           f"got {value!r}")
+    if (param.minimum is not None and value < param.minimum) or (
+            param.maximum is not None and value > param.maximum):
+        raise ControlError(f"{label} must be in {param.range_text()}, got {value!r}")
+    return float(value)
+
+
+def check_name(what: str, value: str) -> str:
+    """A preset or pattern name: not empty, short, no control characters."""
+    if not value.strip():
+        raise ControlError(f"{what} must not be empty, got {value!r}")
+    if len(value) > MAX_NAME_CHARS:
+        raise ControlError(f"{what} must be at most {MAX_NAME_CHARS} characters, "
+                           f"got {len(value)}")
+    if any(ord(c) < 32 for c in value):
+        raise ControlError(f"{what} must not contain control characters, got {value!r}")
+    return value
+
+
+def _check_pattern(value: str, label: str) -> str:
+    """A pattern is a groove name or a file path relative to the seed folder, never outside it.
+    Whether the name or the file exists is the hub's question (it may look at the disk)."""
+    check_name(label, value)
+    posix, windows = PurePosixPath(value), PureWindowsPath(value)
+    if posix.is_absolute() or windows.is_absolute() or windows.drive or value.startswith("~"):
+        raise ControlError(f"{label} must be a name or a path inside the seed folder, "
+                           f"got the absolute path {value!r}")
+    if ".." in posix.parts or ".." in windows.parts:
+        raise ControlError(f"{label} must stay inside the seed folder, got {value!r}")
+    return value
+
+
+def _pairs(value: Any, label: str) -> tuple[tuple[str, str], ...]:
+    if not isinstance(value, (list, tuple)):
+        raise ControlError(f"{label} must be a list of [prompt_a, prompt_b] pairs, "
+                           f"got {value!r}")
+    pairs = []
+    for i, pair in enumerate(value):
+        if (not isinstance(pair, (list, tuple)) or len(pair) != 2
+                or not all(isinstance(p, str) and p.strip() for p in pair)):
+            raise ControlError(f"{label} entry {i + 1} must be a pair of prompts "
+                               f"[\"a\", \"b\"], got {pair!r}")
+        pairs.append((pair[0], pair[1]))
+    return tuple(pairs)
+
+
+def _string(param: Param, value: str, label: str) -> str:
+    if param.choices:
+        if value not in param.choices:
+            raise ControlError(f"{label} must be one of {', '.join(param.choices)}, "
+                               f"got {value!r}")
+        return value
+    if param.text == "pattern":
+        return _check_pattern(value, label)
+    if param.text == "device" and not _DEVICE.fullmatch(value):
+        raise ControlError(f"{label} must be auto, cpu, cuda, cuda:N or mps, got {value!r}")
+    if param.text == "prompt":
+        if len(value) > MAX_PROMPT_CHARS:
+            raise ControlError(f"{label} must be at most {MAX_PROMPT_CHARS} characters, "
+                               f"got {len(value)}")
+        if "\x00" in value:
+            raise ControlError(f"{label} must not contain NUL characters")
+    return value
+
+
+def check(param: Param, value: Any, label: str | None = None) -> Any:
+    """``value`` checked for ``param`` and returned in the param's own type, or ``ControlError``
+    naming ``label`` (default: the param's name), the value and what is allowed."""
+    label = label or param.name
+    if param.kind == "pairs":
+        return _pairs(value, label)
+    if param.kind == "bool":
+        if not isinstance(value, bool):
+            raise ControlError(f"{label} must be true or false, got {value!r}")
+        return value
+    if param.kind == "str":
+        if not isinstance(value, str):
+            raise ControlError(f"{label} must be a string, got {type(value).__name__} {value!r}")
+        return _string(param, value, label)
+    number = _number(param, value, label)
+    if param.kind == "int":
+        if not number.is_integer():
+            raise ControlError(f"{label} must be a whole number in {param.range_text()}, "
+                               f"got {value!r}")
+        return int(number)
+    return number
+
+
+# ---- records: immutable values whose fields are a slice of the table ----------------------------
+
+class Record:
+    """An immutable value with one attribute per param of ``FIELDS`` (defaults from the table).
+
+    Subclasses set ``FIELDS`` and ``NAMES`` (how each param is named on this record: its name or
+    its config key). Equality, hashing and pickling go by the values, so records can be cache
+    keys and cross process boundaries."""
+
+    FIELDS: ClassVar[tuple[Param, ...]] = ()
+    ATTR: ClassVar[str] = "name"  # "name" or "key": which name of a Param is the attribute
+    __slots__ = ("_values",)
+    _values: dict[str, Any]
+
+    def __init__(self, **values: Any) -> None:
+        names = self.field_names()
+        unknown = set(values) - set(names)
+        if unknown:
+            raise TypeError(f"{type(self).__name__} has no field(s) {', '.join(sorted(unknown))}")
+        full = {n: values.get(n, p.default) for n, p in zip(names, self.FIELDS, strict=True)}
+        object.__setattr__(self, "_values", full)
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(getattr(p, cls.ATTR) for p in cls.FIELDS)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            return self._values[name]
+        except KeyError:
+            raise AttributeError(f"{type(self).__name__} has no field {name!r}") from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable; use .replace()")
+
+    def __getstate__(self) -> dict[str, Any]:
+        return self._values
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        object.__setattr__(self, "_values", dict(state))
+
+    def replace(self, **changes: Any) -> Any:
+        return type(self)(**{**self._values, **changes})
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self._values)
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and self._values == other._values
+
+    def __hash__(self) -> int:
+        return hash(tuple(self._values.values()))
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{k}={v!r}" for k, v in self._values.items())
+        return f"{type(self).__name__}({inner})"
+
+
+def check_values(values: Mapping[str, Any], params: Iterable[Param]) -> dict[str, Any]:
+    """Each known value checked (``ControlError`` on the first bad one)."""
+    by = {p.name: p for p in params}
+    return {name: check(by[name], value) for name, value in values.items()}

@@ -1,0 +1,177 @@
+"""The engine's pure core, driven directly: render order, forced renders, cue replacement, the
+transport, Link's phase, the setlist, refused auto steps and what a switch reports. (The blend,
+tempo, external clock, retry, auto step and clip rules are in test_engine_parts.py.)"""
+
+from __future__ import annotations
+
+import pytest
+
+from riffbridge.control.clocks import ClockSync
+from riffbridge.control.hub import Change
+from riffbridge.engine.clock import Grid
+from riffbridge.engine.core import EngineCore, label_of
+from riffbridge.engine.plan import Choice, LoopKey, key_for
+from riffbridge.events import EngineError, Request, Switched
+from riffbridge.state import (
+    ApplyPreset,
+    Command,
+    EngineState,
+    Play,
+    Render,
+    SetParam,
+    Stop,
+    changed_params,
+)
+
+RATE = 44100
+EARLIEST = 512 + int(0.005 * RATE)  # a block and the margin ahead of the playhead
+BAR = 2 * RATE  # 4/4 at 120 BPM
+
+
+def _change(core: EngineCore, command: Command | None = None, **values: object) -> Change:
+    new = core.state.replace(**values)
+    command = command or ApplyPreset("test", tuple(values.items()))
+    return Change(command, new, tuple(changed_params(core.state, new)), "osc")
+
+
+def test_renders_follow_the_plan_skip_cached_loops_and_wait_for_an_idle_worker():
+    state = EngineState(alpha=0.5)
+    core = EngineCore(state, RATE)
+    cached: set[LoopKey] = set()
+    assert core.next_render(cached.__contains__, False, 0.0) is None  # the worker is busy
+    order = []
+    while (key := core.next_render(cached.__contains__, True, 0.0)) is not None:
+        order.append(key.alpha)
+        cached.add(key)
+    assert order == [0.5, 0.625, 0.75, 0.875, 0.375]
+    assert core.queued(cached.__contains__) == 0
+    core.on_change(_change(core, alpha=0.25), 0)  # the knob went down: render ahead that way
+    assert core.direction == -1
+    assert core.queued(cached.__contains__) == 3  # 0.25, 0.125, 0 (0.375 is cached)
+    assert core.next_render(cached.__contains__, True, 0.0) == key_for(core.state, 0.25)
+
+
+def test_render_now_renders_the_current_point_even_when_it_is_cached():
+    state = EngineState(alpha=0.3)
+    core = EngineCore(state, RATE)
+    cached = {key_for(state)}
+    core.on_change(_change(core, Render()), 0)
+    assert core.next_render(cached.__contains__, False, 0.0) is None  # waits for the worker
+    assert core.next_render(cached.__contains__, True, 0.0) == key_for(state, 0.25)
+    assert core.next_render(cached.__contains__, True, 0.0) == key_for(state, 0.375)  # once
+
+
+def test_a_pending_cue_is_replaced_unless_it_is_about_to_sound():
+    state = EngineState(playing=True, alpha=0.0, bars=1)
+    core = EngineCore(state, RATE)
+    cached = {key_for(state, a) for a in (0.0, 0.125, 0.25)}
+    first = core.playback(cached.__contains__, 0, 0)
+    assert first is not None and first.at == BAR and first.token == 1
+    core.on_change(_change(core, alpha=0.125), 0)
+    # the pending switch is about to sound (within a block and the margin): wait for it
+    assert core.playback(cached.__contains__, BAR - EARLIEST, 0) is None
+    after = core.playback(cached.__contains__, BAR + 10, 1)  # it sounded: cue the next bar
+    assert after is not None and not after.replaces and after.token == 2
+    assert after.at == 2 * BAR and after.label == "alpha 0.125"
+    core.on_change(_change(core, alpha=0.25), BAR + 20)
+    again = core.playback(cached.__contains__, BAR + 20, 1)  # token 2 has not sounded yet
+    assert again is not None and again.replaces and again.at == 2 * BAR and again.token == 3
+
+
+def test_the_first_cue_starts_on_the_grid():
+    core = EngineCore(EngineState(playing=True, bars=1, quantum="beat"), RATE)
+    cached = {key_for(core.state)}
+    cue = core.playback(cached.__contains__, 1000, 0)
+    beat = RATE // 2
+    assert cue is not None and cue.at == beat and cue.quantum == 1 and cue.phase == 0.25
+
+
+def test_stop_cues_silence_play_cues_the_loop_again_and_nothing_rendered_keeps_what_plays():
+    state = EngineState(playing=False, bars=1)
+    core = EngineCore(state, RATE)
+    cached = {key_for(state)}
+    assert core.playback(cached.__contains__, 0, 0) is None  # stopped and silent: nothing new
+    core.on_change(_change(core, Play(), playing=True), 0)
+    play = core.playback(cached.__contains__, 0, 0)
+    assert play is not None and play.label == "alpha 0" and core.playing_keys == {key_for(state)}
+    core.on_change(_change(core, prompt_a="something new"), BAR)
+    assert core.playback(cached.__contains__, BAR, 1) is None  # nothing of it yet: keep playing
+    core.on_change(_change(core, Stop(), playing=False), BAR)
+    stop = core.playback(cached.__contains__, BAR, 1)
+    assert stop is not None and stop.choice is None and stop.label == "silence"
+    assert stop.at == 2 * BAR and core.sounding == "silence" and core.playing_keys == frozenset()
+
+
+def test_link_phase_is_followed_only_when_it_drifts_or_its_tempo_differs():
+    core = EngineCore(EngineState(clock="link"), RATE)
+    frame = 10 * RATE
+    beat = core.grid.beat_at(frame)
+    assert not core.on_clock(ClockSync(beat + 0.008, 0.0, 120.0, "link"), frame)  # 4 ms
+    assert core.grid == Grid(RATE, 120.0)
+    assert core.on_clock(ClockSync(beat + 0.012, 0.0, 120.0, "link"), frame)  # 6 ms
+    assert core.grid.beat_at(frame) == pytest.approx(beat + 0.012)
+    assert core.on_clock(ClockSync(core.grid.beat_at(frame), 0.0, 121.0, "link"), frame)
+    assert core.grid.bpm == 121.0
+    # a MIDI start always moves the grid
+    assert core.on_clock(ClockSync(core.grid.beat_at(frame), 0.0, None, "midi"), frame)
+
+
+def test_the_internal_clock_ignores_a_tempo_change_until_a_loop_at_that_tempo_plays():
+    core = EngineCore(EngineState(playing=True, bars=1), RATE)
+    core.on_change(_change(core, bpm=90.0), RATE)
+    assert core.grid.bpm == 120.0
+
+
+def test_the_auto_walk_takes_the_next_setlist_pair_at_the_end_of_the_path():
+    setlist = (("techno", "dub"), ("jazz", "choir"))
+    state = EngineState(playing=True, bars=1, alpha=1.0, auto=0.25)
+    core = EngineCore(state, RATE, setlist=setlist)
+    core.playback({key_for(state)}.__contains__, 0, 0)
+    lead = int(0.25 * RATE)
+    core.auto(0)
+    step = core.auto(BAR - lead)
+    assert step == Request(ApplyPreset("setlist", (("prompt_a", "jazz"), ("prompt_b", "choir"),
+                                                   ("alpha", 0.0))))
+    core.on_change(_change(core, prompt_a="jazz", prompt_b="choir", alpha=0.0, auto=-0.25), BAR)
+    back = core.auto(2 * BAR - lead)  # walking down from 0: the next pair, starting at 1
+    assert isinstance(back, Request) and isinstance(back.command, ApplyPreset)
+    assert back.command.values == (("prompt_a", "techno"), ("prompt_b", "dub"), ("alpha", 1.0))
+
+
+def test_without_a_setlist_the_auto_walk_bounces_and_stops_with_the_transport():
+    state = EngineState(playing=True, bars=1, alpha=0.875, auto=0.25)
+    core = EngineCore(state, RATE)
+    core.playback({key_for(state)}.__contains__, 0, 0)
+    core.auto(0)
+    assert core.auto(BAR) == Request(SetParam("alpha", 0.875))  # 1.125 bounces to 0.875
+    core.on_change(_change(core, Stop(), playing=False), BAR)
+    assert core.auto(3 * BAR) is None
+
+
+def test_a_refused_auto_step_is_reported_as_an_auto_error():
+    setlist = (("ok", "fine"), ("x" * 600, "too long"))
+    state = EngineState(playing=True, bars=1, alpha=1.0, auto=0.5)
+    core = EngineCore(state, RATE, setlist=setlist)
+    core.playback({key_for(state)}.__contains__, 0, 0)
+    core.auto(0)
+    error = core.auto(BAR)
+    assert isinstance(error, EngineError) and error.source == "auto"
+    assert error.message.startswith("auto walk: ") and "prompt" in error.message
+
+
+def test_a_switch_is_reported_once_with_its_bar_and_label():
+    state = EngineState(playing=True, bars=1, alpha=0.3)
+    core = EngineCore(state, RATE)
+    cached = {key_for(state, 0.0), key_for(state, 0.5)}
+    cue = core.playback(cached.__contains__, 5 * BAR, 0)
+    assert cue is not None
+    assert core.on_applied(0, -1) is None  # nothing applied yet
+    assert core.on_applied(cue.token, cue.at) == Switched(0.3, 6, "blend 0|0.5 @0.60")
+    assert core.on_applied(cue.token, cue.at) is None
+
+
+def test_labels_name_what_sounds():
+    key = key_for(EngineState())
+    assert label_of(None) == "silence"
+    assert label_of(Choice(key.at(0.25))) == "alpha 0.25"
+    assert label_of(Choice(key.at(0.25), key.at(0.5), 0.123)) == "blend 0.25|0.5 @0.12"
