@@ -29,7 +29,6 @@ class ServeConfig(P.Record):
 
     FIELDS: ClassVar[tuple[P.Param, ...]] = P.SETTINGS
     ATTR: ClassVar[str] = "key"
-    __slots__ = ()
 
     @property
     def files(self) -> bool:

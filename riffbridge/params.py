@@ -26,10 +26,9 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import PurePosixPath, PureWindowsPath
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from riffbridge.errors import ControlError
 
@@ -306,62 +305,62 @@ def check(param: Param, value: Any, label: str | None = None) -> Any:
 class Record:
     """An immutable value with one attribute per param of ``FIELDS`` (defaults from the table).
 
-    Subclasses set ``FIELDS`` and ``NAMES`` (how each param is named on this record: its name or
-    its config key). Equality, hashing and pickling go by the values, so records can be cache
-    keys and cross process boundaries."""
+    Subclasses set ``FIELDS`` and ``ATTR`` (how each param is named on this record: its name or
+    its config key). The values live in the instance's ``__dict__``, so reading one is a plain
+    attribute read (the hub and the engine read them on every message and turn). Equality,
+    hashing and pickling go by the values, so records can be cache keys and cross process
+    boundaries."""
 
     FIELDS: ClassVar[tuple[Param, ...]] = ()
     ATTR: ClassVar[str] = "name"  # "name" or "key": which name of a Param is the attribute
-    __slots__ = ("_values",)
-    _values: dict[str, Any]
+    _DEFAULTS: ClassVar[dict[str, Any]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._DEFAULTS = {getattr(p, cls.ATTR): p.default for p in cls.FIELDS}
 
     def __init__(self, **values: Any) -> None:
-        names = self.field_names()
-        unknown = set(values) - set(names)
+        unknown = values.keys() - self._DEFAULTS.keys()
         if unknown:
             raise TypeError(f"{type(self).__name__} has no field(s) {', '.join(sorted(unknown))}")
-        full = {n: values.get(n, p.default) for n, p in zip(names, self.FIELDS, strict=True)}
-        object.__setattr__(self, "_values", full)
+        fields = self.__dict__
+        fields.update(self._DEFAULTS)
+        fields.update(values)
+
+    if TYPE_CHECKING:  # the fields, as the type checker sees them
+        def __getattr__(self, name: str) -> Any: ...
 
     @classmethod
     def field_names(cls) -> tuple[str, ...]:
-        return tuple(getattr(p, cls.ATTR) for p in cls.FIELDS)
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        try:
-            return self._values[name]
-        except KeyError:
-            raise AttributeError(f"{type(self).__name__} has no field {name!r}") from None
+        return tuple(cls._DEFAULTS)
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"{type(self).__name__} is immutable; use .replace()")
 
-    def __getstate__(self) -> dict[str, Any]:
-        return self._values
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        object.__setattr__(self, "_values", dict(state))
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _rebuild, (type(self), dict(self.__dict__))
 
     def replace(self, **changes: Any) -> Any:
-        return type(self)(**{**self._values, **changes})
+        return type(self)(**{**self.__dict__, **changes})
 
     def as_dict(self) -> dict[str, Any]:
-        return dict(self._values)
+        return dict(self.__dict__)
+
+    def changed(self, other: Record) -> list[str]:
+        """The fields whose values differ from ``other``'s, in table order."""
+        theirs = other.__dict__
+        return [name for name, value in self.__dict__.items() if theirs[name] != value]
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and self._values == other._values
+        return type(other) is type(self) and self.__dict__ == other.__dict__
 
     def __hash__(self) -> int:
-        return hash(tuple(self._values.values()))
+        return hash(tuple(self.__dict__.values()))
 
     def __repr__(self) -> str:
-        inner = ", ".join(f"{k}={v!r}" for k, v in self._values.items())
+        inner = ", ".join(f"{k}={v!r}" for k, v in self.__dict__.items())
         return f"{type(self).__name__}({inner})"
 
 
-def check_values(values: Mapping[str, Any], params: Iterable[Param]) -> dict[str, Any]:
-    """Each known value checked (``ControlError`` on the first bad one)."""
-    by = {p.name: p for p in params}
-    return {name: check(by[name], value) for name, value in values.items()}
+def _rebuild(cls: type[Record], values: dict[str, Any]) -> Record:
+    return cls(**values)

@@ -40,11 +40,12 @@ class EngineState(P.Record):
     Defaults give a sound patch out of the box. Immutable; ``replace`` makes a changed copy."""
 
     FIELDS: ClassVar[tuple[P.Param, ...]] = (*P.LIVE, PLAYING)
-    __slots__ = ()
 
     def params(self) -> dict[str, Any]:
         """The settable values (everything but the transport flag), by name."""
-        return {p.name: getattr(self, p.name) for p in P.LIVE}
+        values = self.as_dict()
+        del values["playing"]
+        return values
 
 
 # ---- commands ---------------------------------------------------------------------------------
@@ -154,4 +155,4 @@ def apply(state: EngineState, command: Command) -> EngineState:
 
 def changed_params(old: EngineState, new: EngineState) -> list[str]:
     """Names of the state fields (params and ``playing``) that differ, in table order."""
-    return [n for n in EngineState.field_names() if getattr(old, n) != getattr(new, n)]
+    return new.changed(old)

@@ -32,20 +32,13 @@ class LoopKey(Record):
 
     def __init__(self, **values: Any) -> None:
         super().__init__(**values)
-        self._set_identity()
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        super().__setstate__(state)
-        self._set_identity()
-
-    def _set_identity(self) -> None:
         # At the ends of the path one side has no part in the sound (the embeddings' lerp and
         # the noise's slerp give exactly A at 0 and exactly B at 1), so it is left out of the
         # identity: a new prompt B while alpha sits at 0 keeps the loop that plays, and its
         # cache entry. The fields stay, so neighbours (``at``) keep both sides.
-        values = self._values
-        silent = "a" if values["alpha"] == 1.0 else "b" if values["alpha"] == 0.0 else None
-        identity = tuple(None if p.side is not None and p.side == silent else values[p.name]
+        fields = self.__dict__
+        silent = "a" if fields["alpha"] == 1.0 else "b" if fields["alpha"] == 0.0 else None
+        identity = tuple(None if p.side is not None and p.side == silent else fields[p.name]
                          for p in SOUND)
         object.__setattr__(self, "_identity", identity)
 
