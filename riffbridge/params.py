@@ -128,8 +128,8 @@ PARAMS: tuple[Param, ...] = (
     # bars defaults to 2: at 120 BPM in 4/4 two bars last 4.0 s, which fits inside one
     # 512-column render (5.12 s), the width the model was trained at, so the default loop needs
     # neither a wider (slower, less stable) render nor stitching.
-    _sound("bpm", "float", 120.0, "tempo (set by hand when the clock is internal)", "/rb/bpm",
-           unit="BPM", minimum=40.0, maximum=240.0, digits=4),
+    _sound("bpm", "float", 120.0, "tempo in BPM (set by hand when the clock is internal)",
+           "/rb/bpm", unit="BPM", minimum=40.0, maximum=240.0, digits=4),
     _sound("bars", "int", 2, "loop length in bars", "/rb/bars", unit="bars", minimum=1,
            maximum=16, metavar="N"),
     _sound("beats_per_bar", "int", 4, "beats per bar", "/rb/beats", minimum=1, maximum=16,

@@ -42,7 +42,7 @@ PREFIX = "/rb"
 def _param_address(param: P.Param) -> OscAddress:
     assert param.osc is not None
     tag = {"str": "s", "int": "i", "float": "f"}[param.kind]
-    unit = f" ({param.unit})" if param.unit else ""
+    unit = f" ({param.unit})" if param.unit and param.unit not in param.help else ""
     return OscAddress(param.osc, tag, "param", param.help + unit, param=param.name,
                       minimum=param.minimum, maximum=param.maximum, choices=param.choices)
 
@@ -75,8 +75,8 @@ OSC_SPEC: tuple[OscAddress, ...] = (
     OscAddress("/rb/playing", "fi", "push", "the engine switched loops: alpha, bar"),
     OscAddress("/rb/progress", "f", "push", "progress of the render in flight, 0..1"),
     OscAddress("/rb/error", "ss", "push",
-               "a message was refused (its address, the reason), or a render or file error "
-               "(render or files, the reason)"),
+               "a message was refused (its address, the reason), or the engine's news of a "
+               "failure (render, worker, files, engine or auto, the reason)"),
 )
 
 MAX_PROMPT_CHARS = P.MAX_PROMPT_CHARS
