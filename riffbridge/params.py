@@ -141,11 +141,11 @@ PARAMS: tuple[Param, ...] = (
     _live("quantum", "str", "bar", "where switches land", "/rb/quantum",
           choices=("beat", "bar", "loop")),
     _live("xfade", "float", 0.05, "switch crossfade", "/rb/xfade", unit="s", minimum=0.0,
-          maximum=10.0),
+          maximum=10.0, metavar="SECONDS"),
     _live("auto", "float", 0.0, "auto walk: alpha change per loop, 0 = off", "/rb/auto",
-          minimum=-1.0, maximum=1.0),
+          minimum=-1.0, maximum=1.0, metavar="STEP"),
     _live("gain_db", "float", 0.0, "output gain", "/rb/gain", unit="dB", minimum=-60.0,
-          maximum=12.0, flag="--gain"),
+          maximum=12.0, flag="--gain", metavar="DB"),
     _live("clock", "str", "internal", "tempo source: internal, midi (MIDI clock on the MIDI "
           "input) or link (Ableton Link)", "/rb/clock", choices=("internal", "midi", "link")),
     # ---- start-up settings of `riffbridge serve` ----

@@ -70,7 +70,8 @@ def _default_text(param: Any) -> str:
     if param.kind == "bool":
         return "off" if param.default is False else "on by default"
     if param.minimum is not None and param.maximum is not None:
-        return f"{param.minimum:g}-{param.maximum:g}{unit}, default {param.default!r}"
+        lo, hi = param.range_text()[1:-1].split(", ")
+        return f"{lo} to {hi}{unit}, default {param.default:g}"
     return f"default {param.default!r}" if param.default != "" else "default none"
 
 
