@@ -10,23 +10,34 @@ Figures:
   user hears: a coalesced message is "done" when a later one lands);
 - coalesced: messages skipped because a newer value of the same param had already arrived.
 
+With ``--fuzz`` the sender sends hostile datagrams instead (random bytes, corrupted messages,
+bundles with bad element sizes, truncated arguments; the packets of issue 17) while this process
+sends /rb/ping every 20 ms from 127.0.0.1 (the fuzzer sends from 127.0.0.2): the figures are how
+many pings were answered and their latency, how many datagrams the server refused, and the CPU
+time its process used.
+
 Usage: python benchmarks/bench_osc.py [--rate 1000] [--seconds 10]
+       python benchmarks/bench_osc.py --fuzz [--rate 20000] [--seconds 10]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing as mp
 import platform
+import random
+import resource
 import socket
 import statistics
+import struct
 import time
 
 import numpy as np
 
 from riffbridge.control.hub import Change, Hub
 from riffbridge.control.osc_server import OscServer, encode
-from riffbridge.state import SetParam
+from riffbridge.state import EngineState, SetParam
 
 SCALE = 1 << 14  # alpha = i / SCALE is exact in float32 for i <= SCALE
 
@@ -45,11 +56,98 @@ def sender(address: tuple[str, int], rate: float, count: int, out: mp.Queue) -> 
     out.put(sent)
 
 
+def hostile(rng: random.Random) -> bytes:
+    """One malformed or hostile datagram."""
+    kind = rng.randrange(6)
+    if kind == 0:
+        return rng.randbytes(rng.randrange(0, 200))
+    if kind == 1:  # a bundle element of negative size (hung python-osc's parser)
+        return b"#bundle\0" + bytes(7) + b"\1" + struct.pack(">i", -rng.randrange(1, 64))
+    if kind == 2:  # a truncated float
+        return b"/rb/alpha\0\0\0,f\0\0"
+    if kind == 3:  # a valid message, corrupted and cut
+        good = bytearray(encode("/rb/prompt/a", ("x" * rng.randrange(1, 300),)))
+        for _ in range(3):
+            good[rng.randrange(len(good))] = rng.randrange(256)
+        return bytes(good[: rng.randrange(1, len(good) + 1)])
+    if kind == 4:  # a bundle of many tiny messages (over the element bound)
+        return b"#bundle\0" + bytes(8) + (struct.pack(">i", 4) + b"/x\0\0") * 200
+    return encode("/rb/nope", (rng.random(),))  # well formed, unknown address
+
+
+def fuzzer(address: tuple[str, int], rate: float, seconds: float) -> None:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.2", 0))  # its /rb/error answers go there, not to the pinger's port
+    rng = random.Random(17)
+    packets = [hostile(rng) for _ in range(4096)]
+    start = time.monotonic()
+    sent = 0
+    while (now := time.monotonic()) < start + seconds:
+        due = start + sent / rate
+        if due > now:
+            time.sleep(min(due - now, 0.01))
+            continue
+        with contextlib.suppress(OSError):  # a full send buffer: lost, as on a network
+            sock.sendto(packets[sent % len(packets)], address)
+        sent += 1
+
+
+def fuzz(rate: float, seconds: float) -> None:
+    hub = Hub()
+    pinger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    pongs = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    pongs.bind(("127.0.0.1", 0))
+    pongs.settimeout(0.02)
+    latencies: list[float] = []
+    pings = 0
+    cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+    with OscServer(hub, port=0, reply_port=pongs.getsockname()[1],
+                   allow="127.0.0.0/8") as server:
+        proc = mp.get_context("spawn").Process(target=fuzzer,
+                                               args=(server.address, rate, seconds))
+        proc.start()
+        deadline = time.monotonic() + seconds + 1.0
+        while time.monotonic() < deadline:
+            sent = time.monotonic()
+            pinger.sendto(encode("/rb/ping"), server.address)
+            pings += 1
+            while time.monotonic() - sent < 1.0:  # the pong, past the /rb/error answers
+                try:
+                    data = pongs.recv(65536)
+                except TimeoutError:
+                    continue
+                if data.startswith(b"/rb/pong"):
+                    latencies.append(1000 * (time.monotonic() - sent))
+                    break
+            time.sleep(max(0.0, 0.02 - (time.monotonic() - sent)))
+        proc.join()
+        refused, denied = server.refused, server.denied
+    cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
+    print(f"machine: {platform.machine()} {platform.processor() or ''} "
+          f"{mp.cpu_count()} cores, python {platform.python_version()}")
+    print(f"fuzz: hostile datagrams at {rate:g}/s for {seconds:g} s; server refused {refused}, "
+          f"dropped {denied} from outside the allow-list")
+    print(f"pings answered {len(latencies)}/{pings}; latency ms: "
+          f"p50 {np.percentile(latencies, 50):.3f}  p99 {np.percentile(latencies, 99):.3f}  "
+          f"max {max(latencies):.3f}" if latencies else f"pings answered 0/{pings}")
+    print(f"CPU of this process (server, pinger): {cpu:.2f} s in {seconds + 1:g} s wall")
+    changed = hub.state.changed(EngineState())  # a corrupted message may still be a valid one
+    print(f"params changed by well-formed survivors: {', '.join(changed) or 'none'}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rate", type=float, default=1000.0, help="messages per second")
+    parser.add_argument("--rate", type=float, default=None,
+                        help="messages per second (default 1000; 20000 with --fuzz)")
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--fuzz", action="store_true",
+                        help="send hostile datagrams and measure /rb/ping instead")
     args = parser.parse_args()
+    if args.fuzz:
+        fuzz(args.rate or 20000.0, args.seconds)
+        return
+    args.rate = args.rate or 1000.0
     count = int(args.rate * args.seconds)
     assert count <= SCALE, f"at most {SCALE} messages (values must stay distinct)"
 

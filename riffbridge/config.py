@@ -1,8 +1,9 @@
-"""Settings of `riffbridge serve`: defaults < TOML file (``--config``) < flags. Pure.
+"""Settings of `riffbridge serve`: defaults < TOML file (``--config``) < flags.
 
 The keys of the file are the flags' names with ``_`` for ``-``. Every value is checked here, up
 front, with an error that names the key, the value and what is allowed, so a typo in a config
-file stops the start with one clear line instead of a traceback minutes later.
+file stops the start with one clear line instead of a traceback minutes later. Pure but for one
+look at the disk: whether a MIDI map file that was named exists.
 """
 
 from __future__ import annotations
@@ -81,14 +82,17 @@ def build(file: str | Path | None = None, flags: Mapping[str, Any] | None = None
           ) -> ServeConfig:
     """Defaults, then the file, then the flags that were given (None = not given)."""
     values: dict[str, Any] = {}
+    named: dict[str, str] = {}  # how the error names a setting: by its flag or its file
     if file is not None:
         values.update(load_file(file))
+        named.update((name, f"config file {Path(file).expanduser()}: {name}") for name in values)
     for name, value in (flags or {}).items():
         if value is None:
             continue
         if name not in P.BY_KEY:
             raise ConfigError(f"unknown setting {name!r}")
         values[name] = check_setting(name, value, P.BY_KEY[name].cli_flag or name)
+        named[name] = P.BY_KEY[name].cli_flag or name
     for name in PATH_KEYS:
         value = values.get(name)
         if isinstance(value, str) and value.startswith("~"):
@@ -103,4 +107,20 @@ def build(file: str | Path | None = None, flags: Mapping[str, Any] | None = None
     if conf.cuda_graphs and conf.device in ("cpu", "mps"):
         raise ConfigError(f"cuda_graphs needs a CUDA device, device is {conf.device}: "
                           "drop --cuda-graphs or use --device cuda")
+    _check_midi(conf, named)
     return conf
+
+
+def _check_midi(conf: ServeConfig, named: Mapping[str, str]) -> None:
+    """MIDI settings that only make sense together, checked at the start: the serve command
+    reads the map and the clock only once a MIDI input opens, so without these checks a wrong
+    map or a MIDI clock with no input would pass unnoticed."""
+    if conf.midi_map and not Path(conf.midi_map).is_file():
+        where = named.get("midi_map", "--midi-map")
+        what = "is a folder, not a file" if Path(conf.midi_map).is_dir() else "not found"
+        raise ConfigError(f"{where} {conf.midi_map} {what}; give a MIDI map TOML file "
+                          "(docs/midi.md), or leave it out for the built-in map")
+    if conf.clock == "midi" and not conf.midi_in:
+        where = named.get("clock", "--clock")
+        raise ConfigError(f"{where} midi needs --midi-in NAME: the MIDI clock comes in on a "
+                          "MIDI input (riffbridge devices lists them), or use --clock internal")

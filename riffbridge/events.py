@@ -39,7 +39,7 @@ class ClipCued:
 class Switched:
     """The player applied a switch: what sounds now, from which bar."""
 
-    alpha: float
+    alpha: float  # of what sounds: the rendered point, or the point a blend stands for
     bar: int
     label: str
 

@@ -24,6 +24,7 @@ are never numbers; NaN and infinity are refused.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
 from dataclasses import dataclass
@@ -35,7 +36,8 @@ from riffbridge.errors import ControlError
 Kind = Literal["str", "int", "float", "bool", "pairs"]
 # How a string is checked beyond its type: free text (a prompt), a name or path inside the seed
 # folder (a pattern), a torch device name, or a path/name on this machine (not checked here).
-Text = Literal["prompt", "pattern", "device", "plain"]
+# A host to listen on (not empty), and a list of sender networks (an allow-list) are checked too.
+Text = Literal["prompt", "pattern", "device", "host", "networks", "plain"]
 
 DEFAULT_MODEL = "riffusion/riffusion-model-v1"
 MAX_PROMPT_CHARS = 500
@@ -46,6 +48,22 @@ _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 # else is a groove name. The one rule, for the hub, the CLI and the render pipeline.
 SEED_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 SEED_FILE_SUFFIXES = (*SEED_IMAGE_SUFFIXES, ".wav", ".flac", ".aif", ".aiff")
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(text: str, label: str = "osc_allow") -> tuple[Network, ...]:
+    """A comma-separated list of IP addresses and CIDR networks ("127.0.0.1,192.168.1.0/24")."""
+    networks = []
+    for part in text.split(","):
+        try:
+            networks.append(ipaddress.ip_network(part.strip(), strict=False))
+        except ValueError:
+            raise ControlError(f"{label} must be a comma-separated list of IP addresses or "
+                               f"networks such as 127.0.0.1,192.168.1.0/24, got "
+                               f"{part.strip()[:60]!r} in {text[:200]!r}") from None
+    return tuple(networks)
 
 
 def is_seed_file(pattern: str) -> bool:
@@ -159,7 +177,15 @@ PARAMS: tuple[Param, ...] = (
           "(files only)", metavar="NAME|INDEX"),
     Param("out_dir", "str", "out", "folder for the loop WAVs, or 'none'", metavar="DIR"),
     Param("osc_host", "str", "127.0.0.1", "address to listen for OSC on (0.0.0.0: the LAN)",
-          metavar="HOST"),
+          metavar="HOST", text="host"),
+    Param("osc_allow", "str", "127.0.0.0/8", "senders OSC is taken from: comma-separated IP "
+          "addresses or networks (127.0.0.1,192.168.1.0/24); packets from others are dropped "
+          "unanswered", metavar="NETS", text="networks"),
+    Param("max_subscribers", "int", 16, "most OSC subscribers at once; /rb/subscribe beyond "
+          "it is refused", minimum=1, maximum=1024, metavar="N"),
+    Param("subscriber_ttl", "float", 300.0, "a subscriber that sends nothing for this long is "
+          "dropped: clients re-send /rb/subscribe (or anything) more often than this",
+          unit="s", minimum=1.0, maximum=604_800.0, metavar="SECONDS"),
     Param("osc_port", "int", 9000, "UDP port to listen for OSC on", minimum=1, maximum=65535,
           metavar="PORT"),
     Param("reply_port", "int", 9001, "UDP port answers go to, on the sender's address",
@@ -219,15 +245,29 @@ def _number(param: Param, value: Any, label: str) -> float:
     return float(value)
 
 
+# Control characters: C0 (with DEL) and C1. A name may hold none of them; a prompt may hold tab,
+# newline and carriage return (a prompt typed or pasted over several lines) and none of the rest,
+# which TOML (the presets file) and most displays cannot carry as they are.
+_NAME_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_PROMPT_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _no_control(what: str, value: str, pattern: re.Pattern[str], allowed: str = "") -> None:
+    found = pattern.search(value)
+    if found:
+        shown = f"{value!r}" if len(value) <= 60 else f"{value[:60]!r}..."
+        raise ControlError(f"{what} must not contain control characters{allowed}, got "
+                           f"{found[0]!r} at position {found.start()} of {shown}")
+
+
 def check_name(what: str, value: str) -> str:
-    """A preset or pattern name: not empty, short, no control characters."""
+    """A preset or pattern name: not empty, short, no control characters (C0, DEL or C1)."""
     if not value.strip():
         raise ControlError(f"{what} must not be empty, got {value!r}")
     if len(value) > MAX_NAME_CHARS:
         raise ControlError(f"{what} must be at most {MAX_NAME_CHARS} characters, "
                            f"got {len(value)}")
-    if any(ord(c) < 32 for c in value):
-        raise ControlError(f"{what} must not contain control characters, got {value!r}")
+    _no_control(what, value, _NAME_CONTROL)
     return value
 
 
@@ -266,14 +306,18 @@ def _string(param: Param, value: str, label: str) -> str:
         return value
     if param.text == "pattern":
         return _check_pattern(value, label)
+    if param.text == "host" and not value.strip():
+        raise ControlError(f"{label} must not be empty, got {value!r}; use 0.0.0.0 to listen on "
+                           f"every interface, 127.0.0.1 for this machine only")
+    if param.text == "networks":
+        parse_networks(value, label)
     if param.text == "device" and not _DEVICE.fullmatch(value):
         raise ControlError(f"{label} must be auto, cpu, cuda, cuda:N or mps, got {value!r}")
     if param.text == "prompt":
         if len(value) > MAX_PROMPT_CHARS:
             raise ControlError(f"{label} must be at most {MAX_PROMPT_CHARS} characters, "
                                f"got {len(value)}")
-        if "\x00" in value:
-            raise ControlError(f"{label} must not contain NUL characters")
+        _no_control(label, value, _PROMPT_CONTROL, " (tab and newline are fine)")
     return value
 
 

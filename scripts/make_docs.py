@@ -256,9 +256,14 @@ so answers never go to the source port: listen on the reply port (`udpreceive 90
   on the same address with the current value (so a TouchOSC control gets feedback on its own
   address).
 - Every change, whoever made it (OSC, MIDI, auto mode), is pushed to subscribers
-  (`/rb/subscribe`).
+  (`/rb/subscribe`). At most `--max-subscribers` are kept (16 by default), and a subscriber that
+  sends nothing for `--subscriber-ttl` seconds (300) is dropped: send `/rb/subscribe` again every
+  minute or so.
 - Bad input is answered with `/rb/error s address s reason` and changes nothing: unknown address,
-  wrong type or count, out of range, NaN or infinity, a prompt over {MAX_PROMPT_CHARS} characters.
+  wrong type or count, data that does not match its type tags, out of range, NaN or infinity, a
+  prompt over {MAX_PROMPT_CHARS} characters. Reasons are cut at 300 bytes, so no answer is much
+  larger than a request.
+- Packets from senders outside `--osc-allow` (loopback by default) are dropped unanswered.
 - Every param here can also start at another value: its config key and `serve` flag are in
   [configuration](configuration.md#parameters-and-their-defaults).
 - `riffbridge osc-spec --json` prints this table as JSON.

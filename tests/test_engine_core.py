@@ -170,6 +170,28 @@ def test_a_switch_is_reported_once_with_its_bar_and_label():
     assert core.on_applied(cue.token, cue.at) is None
 
 
+def test_a_switch_reports_the_alpha_that_sounds_not_the_knob():
+    state = EngineState(playing=True, bars=1, alpha=0.3)
+    core = EngineCore(state, RATE)
+    cached = {key_for(state, 0.0)}
+    nearest = core.playback(cached.__contains__, 0, 0)  # only alpha 0 is rendered
+    assert nearest is not None
+    assert core.on_applied(nearest.token, nearest.at) == Switched(0.0, 1, "alpha 0")
+    cached |= {key_for(state, 0.5)}
+    core.on_change(_change(core, alpha=0.2), BAR)
+    blend = core.playback(cached.__contains__, BAR, nearest.token)  # 0|0.5 at weight 0.4
+    assert blend is not None and blend.label == "blend 0|0.5 @0.40"
+    core.on_change(_change(core, alpha=0.9), 2 * BAR - EARLIEST)  # too late for this switch
+    switched = core.on_applied(blend.token, blend.at)
+    assert switched is not None and switched.label == "blend 0|0.5 @0.40"
+    assert switched.alpha == pytest.approx(0.2)  # low + weight * (high - low), not the knob's
+    cached |= {key_for(state, 0.875)}
+    exact = core.playback(cached.__contains__, 2 * BAR, blend.token)
+    assert exact is not None
+    core.on_change(_change(core, alpha=0.91), 2 * BAR)
+    assert core.on_applied(exact.token, exact.at) == Switched(0.875, 3, "alpha 0.875")
+
+
 def test_labels_name_what_sounds():
     key = key_for(EngineState())
     assert label_of(None) == "silence"

@@ -10,6 +10,7 @@ between switches is the rendered loop, sample for sample.
 from __future__ import annotations
 
 import itertools
+import queue
 import threading
 import time
 
@@ -21,8 +22,20 @@ from scipy import signal
 
 from riffbridge.control.hub import Hub
 from riffbridge.engine.engine import Engine, EngineSettings
-from riffbridge.engine.player import Player, Segment, equal_power
-from riffbridge.engine.worker import RenderWorker, WorkerSettings
+from riffbridge.engine.plan import LoopKey
+from riffbridge.engine.player import CEILING, Player, Segment, equal_power, keep_level, limit
+from riffbridge.engine.worker import (
+    Failed,
+    Message,
+    Ready,
+    Rendered,
+    RenderRequest,
+    RenderWorker,
+    WorkerSettings,
+)
+from riffbridge.events import Switched
+from riffbridge.loops.tempo import loop_samples
+from riffbridge.loops.types import Loop
 from riffbridge.outputs.audio_stream import DeviceStream
 from riffbridge.state import EngineState, SetParam
 
@@ -177,9 +190,122 @@ def test_engine_plays_through_jack_on_the_bar_without_underruns():
         got = rec[line + fade:line + fade + RATE]
         if got.shape[0] == RATE:
             assert np.max(np.abs(got - after)) < 1e-6
-        # ... and the fade is the equal-power mix of the two.
-        out_c, in_c = equal_power(fade)
-        mix = (_continuation(prev.audio, starts[-1], line, line + fade) * out_c[:, None]
-               + _continuation(new.audio, line, line, line + fade) * in_c[:, None])
+        # ... and the fade is the mix of the two, equal power rescaled by their correlation, under
+        # the ceiling.
+        old = _continuation(prev.audio, starts[-1], line, line + fade)
+        fresh = _continuation(new.audio, line, line, line + fade)
+        out_c, in_c = keep_level(old, fresh, *equal_power(fade))
+        mix = limit(old * out_c[:, None] + fresh * in_c[:, None])
         assert np.max(np.abs(rec[line:line + fade] - mix)) < 1e-5
+        assert np.max(np.abs(rec[line:line + fade])) <= CEILING
         starts.append(line)
+
+
+class LoudWorker:
+    """Stands in for the render worker (no model, no process, the same protocol) with loops near
+    full scale (sample peak ``PEAK``) that are copies of each other: alpha 0 and 1 are the same
+    audio, every other point a near copy, as neighbours on the alpha grid are. Alpha 0.5 fails,
+    so the knob between 0.375 and 0.625 plays a blend of those two."""
+
+    PEAK = 0.95
+
+    def __init__(self) -> None:
+        self.ready: Ready | None = None
+        self.in_flight: RenderRequest | None = None
+        self.fatal: str | None = None
+        self.pid: int | None = None
+        self.restarts = 0
+        self._results: queue.Queue[Message] = queue.Queue()
+
+    @property
+    def idle(self) -> bool:
+        return self.ready is not None and self.in_flight is None
+
+    def start(self) -> LoudWorker:
+        self._results.put(Ready("loud", "cpu", 0))
+        return self
+
+    def wait_ready(self, timeout: float, cancelled: object = None) -> Ready:
+        self.ready = Ready("loud", "cpu", 0)
+        return self.ready
+
+    def submit(self, request: RenderRequest) -> None:
+        self.in_flight = request
+        key = request.key
+        if key.alpha == 0.5:
+            self._results.put(Failed(key, "RenderError: no loop at 0.5 (on purpose)"))
+            return
+        frames = self.audio(key, request.out_rate)
+        loop = Loop(np.ascontiguousarray(frames.T), request.out_rate, key.bpm, key.bars,
+                    key.beats_per_bar)
+        self._results.put(Rendered(key, loop, frames, 0.0))
+
+    def poll(self, timeout: float = 0.0) -> list[Message]:
+        out: list[Message] = []
+        while True:
+            try:
+                out.append(self._results.get_nowait())
+            except queue.Empty:
+                break
+        if out:
+            self.in_flight = None
+        return out
+
+    def close(self) -> None:
+        self.ready = None
+
+    @classmethod
+    def audio(cls, key: LoopKey, rate: int) -> np.ndarray:
+        n = loop_samples(key.bpm, key.bars, key.beats_per_bar, rate)
+        t = np.arange(n) / rate
+        rng = np.random.default_rng(1)
+        base = sum(rng.uniform(0.3, 1.0) * np.sin(2 * np.pi * f * t + rng.uniform(0, 6.3))
+                   for f in rng.uniform(60, 2000, 6))
+        base = base + rng.standard_normal(n) * np.exp(-(t % 0.25) * 40)
+        other = np.random.default_rng(2).standard_normal(n) * np.exp(-(t % 0.125) * 60)
+        amount = 0.0 if key.alpha in (0.0, 1.0) else 0.1 * key.alpha
+        mono = (1 - amount) * base + amount * other
+        stereo = np.stack([mono, 0.95 * mono], axis=1)
+        return (stereo / np.max(np.abs(stereo)) * cls.PEAK).astype(np.float32)
+
+
+def test_switches_between_copies_near_full_scale_never_go_over_the_ceiling():
+    state = EngineState(bars=1, playing=True, quantum="beat", xfade=0.05)
+    hub = Hub(state)
+    player = Player()
+    steps = [("alpha", 1.0), ("alpha", 0.0), ("alpha", 0.125), ("alpha", 0.0),
+             ("gain_db", -3.0), ("gain_db", 0.0), ("alpha", 0.45), ("alpha", 0.55),
+             ("alpha", 1.0), ("alpha", 0.875), ("alpha", 1.0), ("alpha", 0.25),
+             ("gain_db", -1.0), ("alpha", 0.0), ("gain_db", 0.0), ("alpha", 0.125)]
+    seconds = 0.6 * len(steps) + 4
+    recorder = Recorder(seconds + 10)
+    period = recorder.client.blocksize
+    engine = Engine(state, player, RATE, EngineSettings(), worker=LoudWorker(), block=period)
+    hub.add_listener(engine.post)
+    events = EventLog(hub, engine.events).start()
+    engine.start()
+    try:
+        recorder.client.activate()
+        with DeviceStream(_jack_device(), RATE, player.fill, blocksize=period):
+            assert recorder.connect_from_portaudio(), "no PortAudio ports to record"
+            wait_for(lambda: player.applied_token >= 1, 10, "the first loop")
+            for i, (name, value) in enumerate(steps):
+                hub.submit(SetParam(name, value))
+                # a quick there and back: the pending switch is replaced by the loop that plays
+                time.sleep(0.01 if i == 9 else 0.6)
+            time.sleep(1.5)
+        time.sleep(0.2)
+    finally:
+        engine.close()
+        events.close()
+        recorder.close()
+    rec = recorder.buffer[:recorder.pos]
+    switched = events.of(Switched)
+    labels = {e.label for e in switched}
+    peak = float(np.max(np.abs(rec)))
+    print(f"\n{len(switched)} switches sounded ({len(labels)} sounds); recorded peak "
+          f"{peak:.4f} ({20 * np.log10(peak):.2f} dBFS), ceiling {CEILING:.4f}")
+    assert len(switched) >= 12, f"only {len(switched)} switches sounded"
+    assert {"alpha 0", "alpha 1", "alpha 0.125", "blend 0.375|0.625 @0.30"} <= labels, labels
+    assert peak > 0.9, "the loops did not play near full scale"
+    assert peak <= CEILING, f"recorded {peak:.4f}, over the {CEILING:.4f} ceiling"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import pickle
 import queue
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -16,10 +17,19 @@ from riffbridge.control.clocks import ClockSync
 from riffbridge.control.hub import Change, Hub
 from riffbridge.engine.cache import CachedLoop, LoopCache
 from riffbridge.engine.clock import Grid, quantum_beats
-from riffbridge.engine.core import EngineCore
-from riffbridge.engine.engine import Engine, EngineSettings
+from riffbridge.engine.core import CueDecision, EngineCore
+from riffbridge.engine.engine import Engine, EngineSettings, build_segment
 from riffbridge.engine.plan import LoopKey, auto_step, blend_gains, choose, key_for, plan, snap
-from riffbridge.engine.player import Player, Segment, equal_power, frozen_frames, prepare_cue
+from riffbridge.engine.player import (
+    CEILING,
+    KNEE,
+    Player,
+    Segment,
+    equal_power,
+    frozen_frames,
+    limit,
+    prepare_cue,
+)
 from riffbridge.engine.worker import Message, Ready, Rendered, RenderRequest
 from riffbridge.errors import ConfigError, RenderError
 from riffbridge.events import ClipCued, EngineError, Request, Switched
@@ -157,24 +167,25 @@ def _play(player: Player, frames: int, block: int) -> np.ndarray:
 
 
 def test_player_loops_and_switches_on_the_cued_frame_with_any_block_size():
+    step = 1 / 2048  # exact in float32, and every sample under the ceiling
     for block in (64, 100, 512):
         player = Player()
-        a = Segment(_ramp(1000), origin=0, label="a")
-        b = Segment(_ramp(700, scale=-1.0), origin=2500, label="b")
+        a = Segment(_ramp(1000, scale=step), origin=0, label="a")
+        b = Segment(_ramp(700, scale=-step), origin=2500, label="b")
         player.cue = prepare_cue(None, a, 0, 1, token=1)
         out = _play(player, 2500, block)
         player.cue = prepare_cue(a, b, 3000, 50, token=2)
         out2 = _play(player, 2000, block)
         assert player.applied_token == 2 and player.applied_at == 3000
         full = np.concatenate([out, out2])
-        assert np.array_equal(full[1:3000, 0], np.arange(1, 3000) % 1000)  # a loops exactly
+        assert np.array_equal(full[1:3000, 0], np.arange(1, 3000) % 1000 * step)  # a loops
         tail = full[3050:4500, 0]
-        assert np.array_equal(tail, -((np.arange(3050, 4500) - 2500) % 700).astype(np.float32))
+        assert np.array_equal(tail, -((np.arange(3050, 4500) - 2500) % 700) * step)
         fade = full[3000:3050, 0]
-        out_c, in_c = equal_power(50)
+        out_c, in_c = equal_power(50)  # a and b go opposite ways: unrelated, equal power
         expect = (np.arange(3000, 3050) % 1000) * out_c - ((np.arange(3000, 3050) - 2500)
                                                            % 700) * in_c
-        assert np.allclose(fade, expect, atol=1e-3)
+        assert np.allclose(fade, expect * step, atol=1e-6)
 
 
 def test_player_late_cue_starts_inside_its_fade_and_silence_cue_stops():
@@ -201,6 +212,146 @@ def test_player_counts_underruns_and_ignores_old_tokens():
     player.fill(buf)
     assert buf[1, 0] == 65.0  # token 1 was applied: the repeat is ignored
     assert math.isclose(player.stamp[0], 64)
+
+
+# ---- levels at switches: no overs ---------------------------------------------------------------
+
+LOUD = KNEE  # -1 dBFS: the sample peak of a loop shaped to -1 dBTP
+
+
+def _music(n: int, seed: int, peak: float = LOUD) -> np.ndarray:
+    """A stereo loop of ``n`` frames: a few partials and a noise burst per 'beat', at ``peak``."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n) / RATE
+    mono = sum(rng.uniform(0.3, 1.0) * np.sin(2 * np.pi * f * t + rng.uniform(0, 6.3))
+               for f in rng.uniform(60, 2000, 6))
+    burst = rng.standard_normal(n) * np.exp(-(t % 0.25) * 40)
+    stereo = np.stack([mono + burst, 0.9 * mono + burst], axis=1)
+    return frozen_frames(stereo / np.max(np.abs(stereo)) * peak)
+
+
+def _near_copy(audio: np.ndarray, seed: int, amount: float = 0.05) -> np.ndarray:
+    other = _music(audio.shape[0], seed, 1.0)
+    mixed = (1 - amount) * audio + amount * other
+    return frozen_frames(mixed / np.max(np.abs(mixed)) * np.max(np.abs(audio)))
+
+
+def test_a_loop_crossfaded_into_itself_or_a_near_copy_stays_under_the_ceiling():
+    n, k = 8000, 2205  # a 50 ms fade
+    loop = _music(n, 1)
+    near = _near_copy(loop, 2)
+    at = n + int(np.argmax(np.abs(loop[:, 0]))) - k // 2  # the loop's peak mid-fade
+    assert np.max(np.abs(loop)) == pytest.approx(LOUD)
+    current = Segment(loop, origin=0)
+    # The same audio in another segment (a re-render, a copy): equal gain, the loop itself.
+    itself = prepare_cue(current, Segment(loop.copy(), origin=0), at, k, token=1)
+    assert np.max(np.abs(itself.fade)) <= LOUD + 1e-6
+    assert np.max(np.abs(itself.fade - current.window(at, k))) < 1e-6
+    # A near copy (neighbours on the alpha grid): about equal gain, no +3 dB bump.
+    copy = prepare_cue(current, Segment(near, origin=0), at, k, token=2)
+    assert np.max(np.abs(copy.fade)) <= CEILING
+    assert np.max(np.abs(copy.fade)) < 1.02 * LOUD
+    # An equal-power fade of those two would have gone about 1.4x over the loop: past full scale.
+    out_c, in_c = equal_power(k)
+    naive = current.window(at, k) * out_c[:, None] + near[(np.arange(at, at + k)) % n] \
+        * in_c[:, None]
+    assert np.max(np.abs(naive)) > 1.0
+
+
+def test_unrelated_loops_keep_equal_power_through_the_fade():
+    n, at, k = 20000, 30000, 4410
+    rng = np.random.default_rng(7)
+    a = frozen_frames(0.25 * rng.standard_normal((n, 2)))
+    b = frozen_frames(0.25 * rng.standard_normal((n, 2)))
+    cue = prepare_cue(Segment(a, 0), Segment(b, 0), at, k, token=1)
+    power = float(np.mean(a.astype(np.float64) ** 2))
+    middle = cue.fade[k // 3:2 * k // 3].astype(np.float64)
+    assert float(np.mean(middle**2)) == pytest.approx(power, rel=0.1)  # linear would be -3 dB
+    out_c, in_c = equal_power(k)
+    expect = Segment(a, 0).window(at, k) * out_c[:, None] + Segment(b, 0).window(at, k) \
+        * in_c[:, None]
+    assert np.max(np.abs(cue.fade - expect)) < 0.03 * np.max(np.abs(expect))
+
+
+def _decision(level_db: float = 0.0, alpha: float = 0.0, *, cached: tuple[float, ...] = (0.0,),
+              frame: int = 0) -> CueDecision:
+    state = EngineState(playing=True, bars=1, alpha=alpha, gain_db=level_db)
+    core = EngineCore(state, RATE)
+    decision = core.playback({key_for(state, a) for a in cached}.__contains__, frame, 0)
+    assert decision is not None
+    return decision
+
+
+def test_a_blend_of_near_copies_keeps_the_level_and_of_unrelated_loops_equal_power():
+    n = 2 * RATE  # one bar
+    low = _music(n, 3)
+    high = _near_copy(low, 4)
+    blend = _decision(alpha=0.125, cached=(0.0, 0.25))  # halfway between the two
+    assert blend.gains == pytest.approx(blend_gains(0.5))
+    seg = build_segment(blend, low, high)
+    assert np.max(np.abs(seg.audio)) < 1.02 * LOUD  # an equal-power sum would be ~1.4x LOUD
+    g_low, g_high = blend_gains(0.5)
+    assert np.max(np.abs(low * g_low + high * g_high)) > 1.0  # (what it was)
+    rng = np.random.default_rng(5)
+    a = frozen_frames(0.2 * rng.standard_normal((n, 2)))
+    b = frozen_frames(0.2 * rng.standard_normal((n, 2)))
+    unrelated = build_segment(blend, a, b)
+    assert unrelated.gains == pytest.approx((g_low, g_high), rel=0.01)
+
+
+def test_the_same_loop_again_is_not_crossfaded_only_its_level_ramps():
+    n = 2 * RATE
+    audio = _music(n, 6)
+    first = build_segment(_decision(), audio, None)
+    k = round(0.05 * RATE)
+    # A re-cue of the same key at the same level (A -> B -> A before B sounded): nothing moves.
+    again = build_segment(_decision(), audio, None)
+    same = prepare_cue(first, again, 4 * n, k, token=2)
+    assert np.array_equal(same.fade, first.window(4 * n, k))
+    # A gain change: a ramp from one level to the other, never above the louder one.
+    quieter = build_segment(_decision(-6.0), audio, None)
+    ramp = prepare_cue(first, quieter, 4 * n, k, token=3)
+    unit = first.window(4 * n, k).astype(np.float64)
+    t = (np.arange(k) + 1) / k  # the last frame is the new level: it joins the loop
+    level = 1 - t * (1 - 10 ** (-6 / 20))
+    assert np.max(np.abs(ramp.fade - unit * level[:, None])) < 1e-6
+    # And +12 dB on a loop at -1 dBFS: limited, in the segment and in the fade.
+    louder = build_segment(_decision(12.0), audio, None)
+    up = prepare_cue(first, louder, 4 * n, k, token=4)
+    assert np.max(np.abs(louder.audio)) <= CEILING and np.max(np.abs(up.fade)) <= CEILING
+    assert np.array_equal(up.fade[-1], louder.window(4 * n + k - 1, 1)[0])  # joins exactly
+
+
+def test_the_ceiling_passes_quiet_audio_untouched_and_bends_the_loud():
+    quiet = frozen_frames(np.linspace(-KNEE, KNEE, 101)[:, None].repeat(2, axis=1))
+    assert limit(quiet) is quiet
+    loud = np.linspace(-4.0, 4.0, 8001, dtype=np.float32)[:, None]
+    bent = limit(loud)
+    assert np.max(np.abs(bent)) <= CEILING
+    assert np.all(np.diff(bent[:, 0]) >= 0)  # monotone: no folding
+    inside = np.abs(loud[:, 0]) <= KNEE
+    assert np.array_equal(bent[inside], loud[inside])
+
+
+def test_fill_allocates_no_buffers_through_a_switch():
+    player = Player()
+    a = Segment(_music(5000, 8), origin=0)
+    b = Segment(_near_copy(a.audio, 9), origin=0)
+    player.cue = prepare_cue(None, a, 0, 100, token=1)
+    out = np.zeros((4096, 2), np.float32)
+    player.fill(out)
+    player.cue = prepare_cue(a, b, 6000, 3000, token=2)
+    tracemalloc.start()
+    try:
+        before, _ = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        for _ in range(8):  # through the fade and the new loop, wrapping
+            player.fill(out)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert player.applied_token == 2
+    assert peak - before < 2048, f"fill allocated {peak - before} bytes"  # a block is 32 KiB
 
 
 def test_the_unused_side_does_not_change_the_key_at_the_ends():
@@ -440,7 +591,9 @@ def test_the_shell_plays_the_core_choice_mixed_from_what_the_worker_rendered():
         hub.submit(SetParam("alpha", 0.3))  # 0.375 is in flight, 0.25 not asked for yet
         blend = wait_for(lambda: cued("blend 0|0.5 @0.60"), 5, "the blend's cue")
         lo, hi = blend_gains(0.6)
-        assert np.allclose(blend.audio, 0.5 * lo + 0.25 * hi)
+        # the two constant loops are fully correlated: the blend keeps the power an equal-power
+        # mix of unrelated loops would have, instead of adding up to +3 dB
+        assert np.allclose(blend.audio, math.sqrt((0.5 * lo) ** 2 + (0.25 * hi) ** 2))
         assert blend.audio.shape[0] == 2 * RATE and not blend.audio.flags.writeable
         cue = player.cue
         assert cue is not None and engine.grid.beat_at(cue.at) % 4 == pytest.approx(0.0)

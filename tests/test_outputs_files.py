@@ -17,6 +17,7 @@ from riffbridge import fsutil
 from riffbridge.errors import OutputError
 from riffbridge.loops.types import Loop
 from riffbridge.outputs.files import OutputFolder, slugify
+from riffbridge.outputs.writer import LoopWriter
 
 START = dt.datetime(2026, 11, 23, 5, 4, 3)
 
@@ -161,3 +162,154 @@ def test_slug_and_acid_tempo_through_the_folder(tmp_path: Path) -> None:
     at = data.index(b"acid")
     tempo = struct.unpack("<f", data[at + 8 + 20:at + 8 + 24])[0]
     assert tempo == pytest.approx(140.0)
+
+
+# ---- the name follows the sound; counts and announcements after disk trouble -------------------
+
+def _keyed_loop(alpha: float, prompt_a: str = "funk", prompt_b: str = "ambient") -> Loop:
+    """A loop whose metadata is what the engine and `render` give it: the loop key's sidecar."""
+    from riffbridge.engine.plan import key_for
+    from riffbridge.state import EngineState
+
+    meta = key_for(EngineState(prompt_a=prompt_a, prompt_b=prompt_b, alpha=alpha)).sidecar()
+    loop = make_loop(bars=1)
+    return Loop(loop.audio, loop.sample_rate, loop.bpm, loop.bars, loop.beats_per_bar, meta)
+
+
+@pytest.mark.parametrize(("alpha", "a", "b", "slug"), [
+    (0.0, "funk", "ambient", "funk"), (0.375, "funk", "ambient", "funk"),
+    (0.5, "funk", "ambient", "ambient"), (1.0, "funk", "ambient", "ambient"),
+    (1.0, "funk", "", "funk"), (0.0, "", "ambient", "ambient"), (0.75, "", "", "loop"),
+])
+def test_a_loop_is_named_after_the_prompt_that_dominates_at_its_alpha(
+        tmp_path: Path, alpha: float, a: str, b: str, slug: str) -> None:
+    path = OutputFolder(tmp_path, run_start=START).write(_keyed_loop(alpha, a, b))
+    assert path.name == f"0001_{slug}_128bpm_1bars.wav"
+    side = json.loads(path.with_suffix(".json").read_text())
+    assert (side["prompt"], side["prompt_b"], side["alpha"]) == (a, b, alpha)
+
+
+def test_the_prompts_list_is_named_by_alpha_too(tmp_path: Path) -> None:
+    loop = make_loop("Funky synth solo!")
+    late = Loop(loop.audio, loop.sample_rate, loop.bpm, loop.bars, loop.beats_per_bar,
+                {**loop.metadata, "alpha": 0.875})
+    assert OutputFolder(tmp_path, run_start=START).write(late).name == "0001_jazz_128bpm_4bars.wav"
+
+
+class _Disk:
+    """fsutil's temporary files fail with ENOSPC for the final names that ``full`` picks."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.real = fsutil.tempfile.mkstemp
+        self.full = lambda name: False
+        self.refused: list[str] = []
+        monkeypatch.setattr(fsutil.tempfile, "mkstemp", self.mkstemp)
+
+    def mkstemp(self, prefix: str = "", suffix: str = "",
+                dir: str | None = None) -> tuple[int, str]:
+        name = prefix.removeprefix(".").removesuffix(".")
+        if self.full(name):
+            self.refused.append(name)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return self.real(prefix=prefix, suffix=suffix, dir=dir)
+
+
+class _News:
+    def __init__(self) -> None:
+        self.written: list[tuple[str, object]] = []
+        self.errors: list[str] = []
+
+    def on_written(self, path: Path, loop: Loop, tag: object) -> None:
+        self.written.append((path.name, tag))
+
+    def on_error(self, message: str) -> None:
+        self.errors.append(message)
+
+
+def _writer(folder: OutputFolder, news: _News, delays: tuple[float, ...] = (0.2, 0.4)
+            ) -> LoopWriter:
+    return LoopWriter(folder, news.on_written, news.on_error, retry_delays=delays)
+
+
+def test_a_loop_whose_latest_failed_is_counted_announced_and_on_disk(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    disk = _Disk(monkeypatch)
+    disk.full = lambda name: name.startswith("latest.")
+    folder, news = OutputFolder(tmp_path, run_start=START), _News()
+    with _writer(folder, news) as writer:
+        writer.submit(make_loop("first"), tag="k1")
+        writer.submit(make_loop("second"), tag="k2")
+    assert writer.written == 2 and writer.given_up == 0
+    assert news.written == [("0001_first_128bpm_4bars.wav", "k1"),
+                            ("0002_second_128bpm_4bars.wav", "k2")]
+    assert len(news.errors) == 2
+    assert news.errors[0].startswith("wrote 0001_first_128bpm_4bars.wav, but latest.wav was not "
+                                     "updated: disk full while writing ")
+    wavs = sorted(folder.run_dir.glob("*.wav"))
+    assert [p.name for p in wavs] == [name for name, _ in news.written]
+    for wav in wavs:
+        assert sf.info(str(wav)).frames == round(4 * 4 * 60 / 128 * 44100)
+    assert len((folder.run_dir / "index.jsonl").read_text().splitlines()) == 2
+    assert not (tmp_path / "latest.wav").exists()
+    assert not [p for p in visible(tmp_path) if ".part" in p]
+
+
+def test_write_reports_a_latest_failure_after_the_loop_landed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    disk = _Disk(monkeypatch)
+    disk.full = lambda name: name == "latest.json"
+    out = OutputFolder(tmp_path, run_start=START)
+    with pytest.raises(OutputError, match=r"^wrote .*0001_funky-synth-solo_128bpm_4bars\.wav, "
+                                          r"but latest\.wav was not updated: disk full"):
+        out.write(make_loop())
+    assert sf.info(str(out.run_dir / "0001_funky-synth-solo_128bpm_4bars.wav")).frames > 0
+
+
+def test_a_failed_loop_is_tried_again_while_newer_loops_are_written(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    disk = _Disk(monkeypatch)
+    fails = {"left": 2}
+
+    def full(name: str) -> bool:  # the first loop's WAV meets a full disk twice, then room
+        if "_first_" in name and name.endswith(".wav") and fails["left"]:
+            fails["left"] -= 1
+            return True
+        return False
+
+    disk.full = full
+    folder, news = OutputFolder(tmp_path, run_start=START), _News()
+    with _writer(folder, news) as writer:
+        writer.submit(make_loop("first"), tag="k1")
+        writer.submit(make_loop("second"), tag="k2")
+    assert len(disk.refused) == 2
+    assert writer.written == 2 and writer.given_up == 0 and news.errors == []
+    # the newer loop landed while the first waited for its next try
+    assert news.written == [("0001_second_128bpm_4bars.wav", "k2"),
+                            ("0002_first_128bpm_4bars.wav", "k1")]
+    index = [json.loads(x) for x in (folder.run_dir / "index.jsonl").read_text().splitlines()]
+    assert [x["file"] for x in index] == [name for name, _ in news.written]
+    for name, _ in news.written:
+        data, rate = sf.read(str(folder.run_dir / name))
+        assert rate == 44100 and len(data) == round(4 * 4 * 60 / 128 * 44100)
+    assert json.loads((tmp_path / "latest.json").read_text())["file"] == news.written[-1][0]
+
+
+def test_a_loop_that_never_lands_is_given_up_once_and_counted(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    disk = _Disk(monkeypatch)
+    disk.full = lambda name: "_doomed_" in name
+    folder, news = OutputFolder(tmp_path, run_start=START), _News()
+    with _writer(folder, news, delays=(0.1, 0.1)) as writer:
+        writer.submit(make_loop("doomed"), tag="k1")
+        writer.submit(make_loop("fine"), tag="k2")
+        writer.submit(make_loop("doomed"), tag="k3")
+    assert len(disk.refused) == 6  # three tries each
+    assert writer.written == 1 and writer.given_up == 2 and writer.pending == 0
+    assert news.written == [("0001_fine_128bpm_4bars.wav", "k2")]
+    assert len(news.errors) == 2
+    assert news.errors[0].startswith("gave up writing a loop after 3 tries: disk full while "
+                                     "writing ")
+    assert news.errors[0].endswith("(1 loop not written this run)")
+    assert news.errors[1].endswith("(2 loops not written this run)")
+    assert [p.name for p in folder.run_dir.glob("*.wav")] == ["0001_fine_128bpm_4bars.wav"]
+    assert not [p for p in visible(tmp_path) if ".part" in p]

@@ -449,6 +449,40 @@ def test_a_second_sigint_while_stopping_forces_exit(tmp_path: Path) -> None:
             os.close(fd)
 
 
+SHUTDOWN_PROBE = """
+import sys, time
+from riffbridge.cli.serve import Shutdown
+with Shutdown() as shutdown:
+    shutdown.at_force(lambda: print("at_force", flush=True))
+    print("ready", flush=True)
+    shutdown.event.wait()
+    print("stopping", flush=True)
+    time.sleep(60)  # a stop that cannot finish: only a forced exit ends this
+"""
+
+
+def test_a_hang_up_stops_in_stages_and_only_a_second_sigint_or_sigterm_forces() -> None:
+    """SIGHUP (a closed terminal) asks for the staged stop like Ctrl-C; it can come twice for
+    one hang-up, so it never forces. A second SIGTERM forces like a second Ctrl-C."""
+    proc = subprocess.Popen([sys.executable, "-c", SHUTDOWN_PROBE], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "ready\n"
+        proc.send_signal(signal.SIGHUP)
+        assert proc.stdout.readline() == "stopping\n"
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 128 + signal.SIGTERM
+        assert proc.stdout.read() == "at_force\n"
+        assert proc.stderr is not None and "forced exit" in proc.stderr.read()
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
 def test_for_seconds_exits_on_its_own(tmp_path: Path) -> None:
     with serving(serve_args(tmp_path / "out", free_udp_port(), free_udp_port(),
                             "--for-seconds", "2"), tmp_path) as serve:

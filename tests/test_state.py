@@ -16,6 +16,7 @@ from riffbridge.state import (
     MidiLearn,
     Play,
     Render,
+    SavePreset,
     SetParam,
     Stop,
     apply,
@@ -65,6 +66,15 @@ def test_set_returns_a_new_state_and_leaves_the_old_one() -> None:
     ("pattern", "a/../../b.png", "inside the seed folder"),
     ("pattern", "C:\\x.png", "absolute"),
     ("pattern", "", "empty"),
+    ("pattern", "kick\x7fsnare", "pattern must not contain control characters, got '\\x7f' at "
+                                 "position 4 of 'kick\\x7fsnare'"),
+    ("pattern", "c1\x85name", "control characters, got '\\x85'"),
+    ("prompt_a", "del\x7f", "prompt_a must not contain control characters (tab and newline are "
+                            "fine), got '\\x7f' at position 3"),
+    ("prompt_b", "\x00", "got '\\x00' at position 0"),
+    ("negative", "bell\x07", "control characters"),
+    ("prompt_a", "vt\x0b ff\x0c", "got '\\x0b'"),
+    ("prompt_a", "esc\x1b[31m", "got '\\x1b'"),
     ("nope", 1, "unknown parameter"),
 ])
 def test_bad_values_are_refused_with_the_value_and_the_rule(name: str, value: object,
@@ -82,6 +92,15 @@ def test_number_rules_ints_for_floats_and_integral_floats_for_ints() -> None:
     state = apply(state, SetParam("steps", 20.0))
     assert state.steps == 20 and isinstance(state.steps, int)
     assert apply(state, SetParam("prompt_a", "y" * MAX_PROMPT_CHARS)).prompt_a == "y" * 500
+
+
+def test_prompts_may_span_lines_and_hold_c1_letters_names_may_not() -> None:
+    text = "verse\tone\r\nchorus\n\x85 next line \u2028 \u00a0 ünïcode"
+    assert apply(EngineState(), SetParam("prompt_a", text)).prompt_a == text
+    assert apply(EngineState(), SetParam("pattern", "ünïcode groove")).pattern == "ünïcode groove"
+    for name in ("a\tb", "a\nb", "a\x9fb", "a\x80b"):
+        with pytest.raises(ControlError, match="preset name must not contain control characters"):
+            apply(EngineState(), SavePreset(name))
 
 
 def test_bpm_follows_an_external_clock() -> None:

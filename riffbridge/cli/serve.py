@@ -4,8 +4,10 @@ Start order: settings (every value checked) -> audio device -> output folder (ea
 unwritable one stops the start before a long model load) -> stream -> render worker (the model
 loads; a missing model stops here with what to pass) -> engine -> OSC, MIDI, Link. A start that
 fails, or is stopped before it runs, removes its run folder again if nothing was written to it.
-Shutdown on SIGINT/SIGTERM is staged the other way: stop input, stop rendering, finish the files
-being written, close the stream. A second Ctrl-C exits at once, render worker included.
+Shutdown on SIGINT, SIGTERM or SIGHUP is staged the other way: stop input, stop rendering,
+finish the files being written, close the stream. A second of them exits at once, render worker
+included. However serve ends, even by SIGKILL, the render worker ends with it (see
+``riffbridge.engine.worker``).
 """
 
 from __future__ import annotations
@@ -81,8 +83,17 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
 
 
 class Shutdown:
-    """First SIGINT/SIGTERM asks for a clean stop; a second SIGINT exits at once, after the
-    ``at_force`` callbacks (which end what ``os._exit`` would leave running: the render worker)."""
+    """The first SIGINT, SIGTERM or SIGHUP asks for a clean stop; a second SIGINT or SIGTERM
+    exits at once with 128 + its number, after the ``at_force`` callbacks (which end what
+    ``os._exit`` would leave running: the render worker).
+
+    SIGHUP is a stop like the others: a closed terminal or ssh session must not kill serve on
+    the spot and lose the loop being written. It never forces: one hang-up can arrive twice
+    (from the kernel to the foreground group, and from the shell to its jobs)."""
+
+    SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP")
+                    if hasattr(signal, name))
+    FORCING = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self) -> None:
         self.event = threading.Event()
@@ -93,15 +104,16 @@ class Shutdown:
         self._at_force.append(callback)
 
     def _handle(self, signum: int, frame: Any) -> None:
-        if self.event.is_set() and signum == signal.SIGINT:
-            sys.stderr.write("\nforced exit\n")
+        if self.event.is_set() and signum in self.FORCING:
+            with contextlib.suppress(OSError):  # a hung-up terminal: exit all the same
+                sys.stderr.write("\nforced exit\n")
             for callback in self._at_force:
                 callback()
-            os._exit(130)
+            os._exit(128 + signum)
         self.event.set()
 
     def __enter__(self) -> Shutdown:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in self.SIGNALS:
             self._old[sig] = signal.signal(sig, self._handle)
         return self
 
@@ -234,8 +246,9 @@ def _run(conf: ServeConfig, hub: Hub, device: AudioDevice | None, folder: Output
         stack.callback(hub.set_status_provider, None)
         inputs = contextlib.ExitStack()
         stack.callback(inputs.close)  # closed first: no new input while the rest stops
-        osc = inputs.enter_context(OscServer(hub, conf.osc_host, conf.osc_port,
-                                             conf.reply_port))
+        osc = inputs.enter_context(OscServer(
+            hub, conf.osc_host, conf.osc_port, conf.reply_port, allow=conf.osc_allow,
+            max_subscribers=conf.max_subscribers, subscriber_ttl=conf.subscriber_ttl))
         clocks = inputs.enter_context(ClockSources(hub, engine.clock_sync,
                                                    midi_available=bool(conf.midi_in)))
         midi_line = _open_midi(conf, hub, clocks, inputs)
@@ -250,7 +263,8 @@ def _run(conf: ServeConfig, hub: Hub, device: AudioDevice | None, folder: Output
         print("\nriffbridge: stopping (Ctrl-C again to force)", flush=True)
     status = engine.status()
     files = writer.written if writer is not None else 0
-    print(f"riffbridge: stopped. {status.renders} loops rendered, {files} written, "
+    lost = f", {writer.given_up} not written" if writer is not None and writer.given_up else ""
+    print(f"riffbridge: stopped. {status.renders} loops rendered, {files} written{lost}, "
           f"{status.underruns} underruns, {status.errors} errors", flush=True)
     return True
 

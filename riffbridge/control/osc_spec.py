@@ -56,7 +56,8 @@ OSC_SPEC: tuple[OscAddress, ...] = (
     OscAddress("/rb/preset", "s", "command", "recall a preset by name"),
     OscAddress("/rb/preset/save", "s", "command", "store the current settings as a preset"),
     OscAddress("/rb/subscribe", "i", "command",
-               "add the sender as a subscriber (at port, default the reply port)", optional=True),
+               "add the sender as a subscriber (at port, default the reply port); send it again "
+               "within the subscriber TTL to stay subscribed", optional=True),
     OscAddress("/rb/unsubscribe", "i", "command",
                "remove the sender as a subscriber (at port, default the reply port)",
                optional=True),
@@ -72,7 +73,8 @@ OSC_SPEC: tuple[OscAddress, ...] = (
     OscAddress("/rb/pong", "", "push", "answer to /rb/ping"),
     OscAddress("/rb/clip", "sffi", "push",
                "the loop to play from the next quantum, as a file: path, alpha, bpm, bars"),
-    OscAddress("/rb/playing", "fi", "push", "the engine switched loops: alpha, bar"),
+    OscAddress("/rb/playing", "fi", "push",
+               "the engine switched loops: the alpha that sounds (a blend's in-between), bar"),
     OscAddress("/rb/progress", "f", "push", "progress of the render in flight, 0..1"),
     OscAddress("/rb/error", "ss", "push",
                "a message was refused (its address, the reason), or the engine's news of a "

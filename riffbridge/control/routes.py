@@ -7,6 +7,7 @@ checked here by ``riffbridge.state.coerce``, so a refused message never reaches 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -132,3 +133,18 @@ def route(address: Any, args: tuple[Any, ...] | list[Any]) -> Route:
     if address == "/rb/ping":
         return PingRequest()
     raise ControlError(f"{address} is in the OSC table but has no route; please report this")
+
+
+def coalesce(names: Sequence[str]) -> list[list[int]]:
+    """How to apply a run of plain param sets, given their params' names in arrival order.
+
+    One list per param, in the order of each param's latest set: the indices of its values,
+    latest first. The server applies the first; only when that one is refused (answered with
+    /rb/error) does it try the next, and so on, so coalescing never drops a value that would
+    apply (``/rb/pattern breakbeat`` then ``/rb/pattern nosuch`` leaves breakbeat). Values older
+    than the one that applies are dropped unchecked, as any coalesced value is."""
+    chains: dict[str, list[int]] = {}
+    for index, name in enumerate(names):
+        chains.setdefault(name, []).append(index)
+    order = sorted(chains.values(), key=lambda chain: chain[-1])
+    return [chain[::-1] for chain in order]

@@ -13,10 +13,12 @@ The rules, in one place:
 - render: the planner's order (the knob's point, its neighbours the way it moves, the auto
   walk's path); a forced render (``/rb/render``) first; cached loops skipped; a loop that failed
   waits 1, 2, 4 ... 60 s before it is tried again.
-- sound: the exact render of the knob's point, else an equal-power blend of the rendered
-  neighbours around it, else keep what plays. A new choice is cued on the next quantum boundary
-  at least one audio block plus a margin ahead of the playhead; it replaces a cue that has not
-  sounded yet, unless that cue is about to sound (then it waits for the next turn after it).
+- sound: the exact render of the knob's point, else a blend of the rendered neighbours around
+  it (equal-power gains, which the shell rescales by the loops' correlation), else keep what
+  plays. A new choice is cued on the next quantum boundary at least one audio block plus a
+  margin ahead of the playhead; it replaces a cue that has not sounded yet, unless that cue is
+  about to sound (then it waits for the next turn after it). A switch that sounded is reported
+  (``Switched``) with the alpha of what sounds, not the knob's.
 - tempo: with the internal clock the grid takes the new tempo at the switch to the loop that has
   it (the old loop plays on at the old tempo until then); an external clock re-anchors the grid
   at once on a bpm change; Link's phase is followed only when it drifts by more than 5 ms or its
@@ -72,7 +74,8 @@ class CueDecision:
     at: int
     fade: int
     choice: Choice | None
-    gains: tuple[float, float]  # equal-power (low, high); (1, 0) for an exact render
+    gains: tuple[float, float]  # equal-power (low, high), (1, 0) for an exact render; the
+    # shell rescales a blend's by the two loops' correlation, to keep its level
     level: float  # the linear output gain (gain_db)
     phase: float  # where in the loop frame ``at`` falls, 0..1
     label: str  # what sounds, for the status line and ``Switched``
@@ -89,6 +92,15 @@ class _Sound:
     high: LoopKey | None
     weight: float
     gain_db: float
+
+
+def alpha_of(choice: Choice) -> float:
+    """The alpha that sounds: the rendered point's, or for a blend the point between its two
+    neighbours that the blend stands for (not the knob's, which may sit between grid points)."""
+    low = float(choice.low.alpha)
+    if choice.high is None:
+        return low
+    return low + choice.weight * (float(choice.high.alpha) - low)
 
 
 def label_of(choice: Choice | None) -> str:
@@ -121,7 +133,7 @@ class EngineCore:
         self._pending: tuple[int, int] | None = None  # (token, at) of the last cue
         self._sound: _Sound | None = None  # what the last cue plays
         self._label = "silence"
-        self._labels: dict[int, str] = {}  # token -> label, of the last few cues
+        self._labels: dict[int, tuple[float, str]] = {}  # token -> (alpha, label), last cues
         self._reported = 0  # the last applied token reported as Switched
         self._paths: dict[LoopKey, str] = {}
         self._announced: LoopKey | None = None
@@ -252,7 +264,9 @@ class EngineCore:
         self._sound = sound
         self._label = label_of(choice)
         self._labels = {t: s for t, s in self._labels.items() if t > self._token - 4}
-        self._labels[self._token] = self._label
+        # silence has no alpha of its own: it reports the knob's
+        self._labels[self._token] = (state.alpha if choice is None else alpha_of(choice),
+                                     self._label)
         gains = (1.0, 0.0) if choice is None or choice.high is None else blend_gains(choice.weight)
         return CueDecision(self._token, at, max(1, round(state.xfade * self.rate)), choice,
                            gains, 10 ** (state.gain_db / 20), phase, self._label, quantum,
@@ -276,7 +290,8 @@ class EngineCore:
         self._reported = token
         bar = math.floor(self._grid.beat_at(applied_at) / max(1, self._state.beats_per_bar)
                          + 1e-6)
-        return Switched(float(self._state.alpha), int(bar), self._labels.get(token, ""))
+        alpha, label = self._labels.get(token, (self._state.alpha, ""))
+        return Switched(float(alpha), int(bar), label)
 
     # -- the auto walk --------------------------------------------------------------------------
     def auto(self, frame: int) -> Request | EngineError | None:

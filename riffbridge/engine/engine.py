@@ -41,7 +41,15 @@ from riffbridge.engine.cache import CachedLoop, LoopCache
 from riffbridge.engine.clock import Grid
 from riffbridge.engine.core import CueDecision, EngineCore
 from riffbridge.engine.plan import DEFAULT_GRID, LOOKAHEAD, LoopKey
-from riffbridge.engine.player import Cue, Player, Segment, frozen_frames, prepare_cue
+from riffbridge.engine.player import (
+    Cue,
+    Player,
+    Segment,
+    keep_level,
+    limit,
+    mix,
+    prepare_cue,
+)
 from riffbridge.engine.worker import (
     Failed,
     Message,
@@ -119,16 +127,24 @@ _Input: TypeAlias = "Change | ClockSync | _FileWritten | _FileFailed"
 
 
 def build_segment(decision: CueDecision, low: np.ndarray, high: np.ndarray | None) -> Segment:
-    """The audio a decision plays: ``low`` (and ``high``, a blend) at the decision's gains and
-    level, placed so that frame ``decision.at`` falls ``decision.phase`` into the loop."""
-    g_low, g_high = decision.gains
+    """The audio a decision plays: ``low`` (and ``high``, a blend) at the decision's level,
+    placed so that frame ``decision.at`` falls ``decision.phase`` into the loop. A blend's
+    equal-power gains are rescaled by the two loops' correlation (``keep_level``): neighbours on
+    the alpha grid are near copies, and an equal-power mix of those goes up to +3 dB. The result
+    stays under the ceiling (``limit``)."""
     if high is None:
-        audio = frozen_frames(low, decision.level)
+        parts: tuple[np.ndarray, ...] = (low,)
+        gains: tuple[float, ...] = (1.0,)
+        n = low.shape[0]
     else:
         n = min(low.shape[0], high.shape[0])
-        audio = frozen_frames(low[:n] * g_low + high[:n] * g_high, decision.level)
-    origin = decision.at - round(decision.phase * audio.shape[0])
-    return Segment(audio, origin, decision.label)
+        g_low, g_high = keep_level(low[:n], high[:n], *decision.gains)
+        parts, gains = (low, high), (float(g_low), float(g_high))
+    audio = limit(mix(parts, gains, decision.level, n))
+    audio = np.ascontiguousarray(audio, dtype=np.float32)
+    audio.flags.writeable = False
+    origin = decision.at - round(decision.phase * n)
+    return Segment(audio, origin, decision.label, parts, gains, decision.level)
 
 
 class Engine:

@@ -5,7 +5,8 @@ grid (eighths by default). The planner orders keys so that the point the knob is
 first, then its neighbours in the direction the knob last moved, then the rest of the path to the
 target (the auto walk's next points). Anything not in the plan is stale and is never rendered.
 What to play is a ``Choice``: the exact render of the current grid point when it is cached, else
-an equal-power blend of the two nearest rendered grid points around alpha, else nothing new.
+a blend of the two nearest rendered grid points around alpha (the shell mixes it with a
+level-keeping law), else nothing new.
 """
 
 from __future__ import annotations

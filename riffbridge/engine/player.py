@@ -7,8 +7,11 @@ swap); the callback is the only writer of ``playing``, ``frame`` and the counter
 rising token, so the engine can tell from ``applied_token`` when the switch has sounded.
 
 ``prepare_cue`` (engine thread) computes the crossfade ahead of time: the frames of what will be
-playing at the switch, faded out with the new loop faded in at its bar-aligned phase, on an
-equal-power curve.
+playing at the switch, faded out with the new loop faded in at its bar-aligned phase. The level
+is kept whatever the two loops are (``keep_level``): equal power for unrelated audio, equal gain
+for the same audio, in between by their measured correlation. The same loop at the same phase is
+not crossfaded at all: only its level ramps. Every prepared frame, the fade and the segments,
+stays under ``CEILING`` (``limit``), so the callback cannot send an over.
 """
 
 from __future__ import annotations
@@ -17,20 +20,42 @@ from dataclasses import dataclass
 
 import numpy as np
 
+CEILING_DBFS = -0.3  # no prepared sample goes above this (sample peak)
+KNEE_DBFS = -1.0  # below this samples pass untouched: loops are shaped to -1 dBTP
+CEILING = 10 ** (CEILING_DBFS / 20)
+KNEE = 10 ** (KNEE_DBFS / 20)
+# the largest float32 at or under the ceiling: what a prepared sample is clipped to at most
+_CEILING32 = np.float32(CEILING) if float(np.float32(CEILING)) <= CEILING \
+    else np.nextafter(np.float32(CEILING), np.float32(0))
+
 
 @dataclass(frozen=True, eq=False)
 class Segment:
-    """A loop playing from ``origin``: frame f sounds ``audio[(f - origin) % len(audio)]``."""
+    """A loop playing from ``origin``: frame f sounds ``audio[(f - origin) % len(audio)]``.
+
+    ``audio`` is ``limit(sum(part * gain) * level)`` when ``parts`` are given (the cached loops
+    it is mixed from), else the audio itself. The parts let a cue mix the unlimited sources
+    (so the fade is limited once and joins the segment exactly) and tell the same loop again."""
 
     audio: np.ndarray  # (frames, channels) float32, C-contiguous, read-only
     origin: int
     label: str = ""
+    parts: tuple[np.ndarray, ...] = ()  # read-only (>= frames, channels) float32
+    gains: tuple[float, ...] = ()
+    level: float = 1.0
 
     def window(self, start: int, count: int) -> np.ndarray:
         """Frames [start, start + count) of this segment (wrapping), as a new array."""
-        n = self.audio.shape[0]
-        idx = (np.arange(start, start + count) - self.origin) % n
-        return self.audio[idx]
+        return self.audio[self._index(start, count)]
+
+    def source_window(self, start: int, count: int) -> np.ndarray:
+        """The same frames before the ceiling (``window`` when the segment has no parts)."""
+        if not self.parts:
+            return self.window(start, count)
+        return mix(self.parts, self.gains, self.level, self._index(start, count))
+
+    def _index(self, start: int, count: int) -> np.ndarray:
+        return (np.arange(start, start + count) - self.origin) % self.audio.shape[0]
 
 
 @dataclass(frozen=True, eq=False)
@@ -119,16 +144,98 @@ def equal_power(k: int) -> tuple[np.ndarray, np.ndarray]:
     return np.cos(theta).astype(np.float32), np.sin(theta).astype(np.float32)
 
 
+def correlation(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
+    """``(r, Pa, Pb)`` of two equal-shaped stretches: their zero-lag correlation, -1..1 (1 for
+    the same audio at any level, about 0 for unrelated audio, 0 if either is silent), and their
+    energies."""
+    x, y = a.ravel(), b.ravel()
+    pa, pb = float(np.dot(x, x)), float(np.dot(y, y))
+    if pa <= 0.0 or pb <= 0.0:
+        return 0.0, pa, pb
+    return max(-1.0, min(1.0, float(np.dot(x, y)) / np.sqrt(pa * pb))), pa, pb
+
+
+def keep_level(a: np.ndarray, b: np.ndarray, gain_a: np.ndarray | float,
+               gain_b: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
+    """Gains for ``a * gain_a + b * gain_b`` (equal-power gains, or curves of them) rescaled so
+    the mix has the power it would have if ``a`` and ``b`` were unrelated.
+
+    An equal-power mix of correlated audio adds up to +3 dB (two copies of one loop sum to 1.41
+    times it). With ``r`` the measured correlation (negative counts as 0: the mix only dips),
+    the mix's power is ``ga²Pa + gb²Pb + 2 r ga gb sqrt(Pa Pb)``; scaling both gains by the
+    square root of ``(ga²Pa + gb²Pb)`` over that gives equal power for ``r = 0`` and, for the same
+    audio (``r = 1``), gains that sum to one: the loop itself at its own level."""
+    ga = np.asarray(gain_a, dtype=np.float64)
+    gb = np.asarray(gain_b, dtype=np.float64)
+    r, pa, pb = correlation(a, b)
+    base = ga * ga * pa + gb * gb * pb
+    mixed = base + 2.0 * max(0.0, r) * ga * gb * np.sqrt(pa * pb)
+    scale = np.sqrt(np.divide(base, mixed, out=np.ones_like(base), where=mixed > 0))
+    return ga * scale, gb * scale
+
+
+def limit(audio: np.ndarray) -> np.ndarray:
+    """``audio`` with every sample under ``CEILING``: samples up to ``KNEE`` pass unchanged (the
+    same array comes back when none is above), louder ones bend smoothly towards the ceiling
+    (memoryless, so a limited loop still loops seamlessly)."""
+    over = np.flatnonzero(np.abs(audio) > KNEE)
+    if over.size == 0:
+        return audio
+    out = np.array(audio, dtype=np.float32, order="C")
+    flat = out.reshape(-1)
+    x = flat[over].astype(np.float64)
+    span = CEILING - KNEE
+    bent = np.copysign(KNEE + span * np.tanh((np.abs(x) - KNEE) / span), x)
+    # tanh can round to 1: keep the float32 result itself at or under the ceiling
+    flat[over] = np.clip(bent.astype(np.float32), -_CEILING32, _CEILING32)
+    return out
+
+
+def mix(parts: tuple[np.ndarray, ...], gains: tuple[float, ...], level: float,
+        index: np.ndarray | int) -> np.ndarray:
+    """``sum(part * gain) * level`` over the frames ``index`` (an array), or the first
+    ``index`` frames (an int): the same float32 arithmetic either way, sample for sample."""
+    total: np.ndarray | None = None
+    for part, gain in zip(parts, gains, strict=True):
+        frames = part[:index] if isinstance(index, int) else part[index]
+        term = frames * np.float32(gain)
+        total = term if total is None else total + term
+    if total is None:
+        raise ValueError("a mix needs at least one part")
+    return total * np.float32(level)
+
+
+def same_loop(current: Segment | None, new: Segment | None) -> bool:
+    """Whether ``new`` plays the same mix of the same loops as ``current``, at the same phase
+    (perhaps at another level): then a switch is only a level change."""
+    if current is None or new is None or not current.parts:
+        return False
+    n = current.audio.shape[0]
+    return (len(current.parts) == len(new.parts)
+            and all(p is q for p, q in zip(current.parts, new.parts, strict=True))
+            and current.gains == new.gains and new.audio.shape[0] == n
+            and (current.origin - new.origin) % n == 0)
+
+
 def prepare_cue(current: Segment | None, new: Segment | None, at: int, fade_frames: int,
                 token: int, channels: int = 2) -> Cue:
     """A switch at frame ``at`` from ``current`` to ``new`` (either may be None = silence)."""
     k = max(1, int(fade_frames))
-    out_curve, in_curve = equal_power(k)
-    old = current.window(at, k) if current is not None and current.label != "silence" else \
-        np.zeros((k, channels), dtype=np.float32)
-    fresh = new.window(at, k) if new is not None else np.zeros((k, channels), dtype=np.float32)
-    fade = np.ascontiguousarray(old * out_curve[:, None] + fresh * in_curve[:, None],
-                                dtype=np.float32)
+    old = current.source_window(at, k) if current is not None and current.label != "silence" \
+        else np.zeros((k, channels), dtype=np.float32)
+    fresh = new.source_window(at, k) if new is not None \
+        else np.zeros((k, channels), dtype=np.float32)
+    if same_loop(current, new):
+        if current is not None and new is not None and current.level == new.level:
+            mixed = fresh  # nothing changes: the loop plays on, sample for sample
+        else:  # the same audio at another level: a linear ramp from one level to the other
+            ramp = ((np.arange(k, dtype=np.float64) + 1) / k).astype(np.float32)[:, None]
+            mixed = old * (np.float32(1) - ramp) + fresh * ramp
+    else:
+        out_curve, in_curve = keep_level(old, fresh, *equal_power(k))
+        mixed = old * out_curve.astype(np.float32)[:, None] \
+            + fresh * in_curve.astype(np.float32)[:, None]
+    fade = np.ascontiguousarray(limit(mixed), dtype=np.float32)
     fade.flags.writeable = False
     return Cue(at, fade, new, token)
 

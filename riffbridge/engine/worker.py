@@ -10,16 +10,25 @@ engine thread (``riffbridge.engine.engine``), which is its only caller; nothing 
 thread-safe. Messages both ways are frozen values. For each request the worker makes the loop
 with the one loop pipeline (``riffbridge.pipeline.make_loop``: seed -> riffuse render -> loop
 shaping, the same function as the CLI's `render`) and then resamples it to the device rate.
+
+The worker never outlives the process that started it, however that process ends (a SIGKILL, a
+crash, a hang-up): on Linux the kernel sends it SIGKILL when its parent goes (PR_SET_PDEATHSIG),
+and on every platform a watchdog thread in the worker ends it the moment the supervisor's end of
+a pipe closes, a render in flight or not. Without both, an orphan holding the model (and
+multiprocessing's resource tracker, which waits on a pipe the worker holds) lingers under PID 1.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import multiprocessing as mp
 import os
 import queue
 import signal
+import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping
@@ -37,6 +46,19 @@ from riffbridge.pipeline import LoopRequest, make_loop
 log = logging.getLogger(__name__)
 
 PROGRESS_EVERY_S = 0.1
+# While a request is in flight the worker says it is alive this often, from a thread of its
+# own: loop shaping and a first render's warm-up report no progress for a long while, and only
+# a frozen process (stopped, deadlocked with the GIL held) should count as stalled. Well under
+# the smallest render_timeout (5 s).
+HEARTBEAT_S = 1.0
+PARENT_CHECK_S = 0.5  # how often the watchdog also compares the parent pid (no pipe needed)
+# The longest loop a live render takes on. The render's width grows with the loop's length
+# (100 columns a second), and with it the diffusion's time, the Griffin-Lim phase recovery's
+# time and memory, and the render's peak memory; none of it can be interrupted once started.
+# 384 s (16 bars of 16/4 at 40 BPM) ran over 100 s at 1.2 GB with the tiny model on a CPU and
+# starved the audio. 60 s covers 16 bars of 4/4 from 64 BPM, and 8 bars at any tempo.
+MAX_LOOP_SECONDS = 60.0
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 @dataclass(frozen=True)
@@ -94,6 +116,15 @@ class Failed:
     source: Literal["render", "worker"] = "render"  # a render's own error, or the worker's
 
 
+@dataclass(frozen=True)
+class Heartbeat:
+    """The worker is alive and busy with ``key`` (sent every ``HEARTBEAT_S`` while a request is
+    in flight). Kept inside ``RenderWorker``: it restarts the stall clock, and is news to no
+    one else."""
+
+    key: LoopKey
+
+
 Message = Ready | Progress | Rendered | Failed
 
 
@@ -107,6 +138,74 @@ class WorkerSettings:
 
 
 # ---- the worker process -------------------------------------------------------------------------
+
+def loop_seconds(key: LoopKey) -> float:
+    return key.bars * key.beats_per_bar * 60.0 / key.bpm
+
+
+def check_loop_length(key: LoopKey, limit_s: float = MAX_LOOP_SECONDS) -> str | None:
+    """Why a live render of ``key`` is refused (too long to render without starving the audio,
+    and no way to stop it once started), or None when it may go ahead."""
+    seconds = loop_seconds(key)
+    if seconds <= limit_s:
+        return None
+    bar_s = key.beats_per_bar * 60.0 / key.bpm
+    bars = int(limit_s // bar_s)
+    fewer = (f"fewer bars (at most {bars} at {key.bpm:g} BPM)" if bars >= 1
+             else f"fewer beats per bar (one bar is {bar_s:.0f} s)")
+    need = key.bars * key.beats_per_bar * 60.0 / limit_s
+    fastest = BY_NAME["bpm"].maximum
+    faster = (f"a faster tempo ({key.bars} bars of {key.beats_per_bar} need at least "
+              f"{math.ceil(need)} BPM" + (f"; the most is {fastest:g})"
+                                          if fastest is not None and need > fastest else ")"))
+    return (f"a loop of {key.bars} bars of {key.beats_per_bar} beats at {key.bpm:g} BPM is "
+            f"{seconds:.0f} s long, over the {limit_s:.0f} s limit of a live render: use "
+            f"{fewer} or {faster}")
+
+
+def _die_with_parent(parent: int, life: Any) -> None:
+    """Make sure this process ends when ``parent`` does: the kernel's parent-death signal where
+    there is one, and a watchdog thread that ends the process when the supervisor's end of the
+    ``life`` pipe closes or the parent pid changes (the process was orphaned).
+
+    PR_SET_PDEATHSIG fires when the *thread* that started this process ends, not the process:
+    that is the main thread at start (it lasts as long as the process) and the engine thread on
+    a restart (it ends only when the engine closes, which ends the worker anyway). The watchdog
+    covers the rest, and every platform. It calls ``os._exit``: a normal exit would wait for
+    the results queue's feeder thread, blocked writing to a pipe nobody reads any more."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # it died before the signal was armed
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            try:
+                if life is not None and life.poll(PARENT_CHECK_S):
+                    os._exit(1)  # readable means EOF: the supervisor never writes to it
+            except (OSError, EOFError):
+                os._exit(1)
+            if life is None:
+                time.sleep(PARENT_CHECK_S)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="riffbridge-parent-watch", daemon=True).start()
+
+
+def _heartbeat(results: Any, busy: list[LoopKey | None]) -> None:
+    """Thread: a ``Heartbeat`` every ``HEARTBEAT_S`` while ``busy[0]`` names a request."""
+    while True:
+        time.sleep(HEARTBEAT_S)
+        key = busy[0]
+        if key is not None:
+            with contextlib.suppress(Exception):  # the queue closed: the process is ending
+                results.put(Heartbeat(key))
+
 
 def _render(renderer: Any, request: RenderRequest, results: Any) -> None:
     from riffbridge.dsp import resample_periodic
@@ -131,13 +230,18 @@ def _render(renderer: Any, request: RenderRequest, results: Any) -> None:
                          time.perf_counter() - started))
 
 
-def worker_main(settings: WorkerSettings, requests: Any, results: Any) -> None:
-    """The worker process: load the model, then render requests until a None arrives."""
+def worker_main(settings: WorkerSettings, requests: Any, results: Any, life: Any = None,
+                parent: int | None = None) -> None:
+    """The worker process: load the model, then render requests until a None arrives. ``life``
+    is the read end of a pipe whose other end only the supervisor holds; ``parent`` its pid."""
+    _die_with_parent(os.getppid() if parent is None else parent, life)
     logging.basicConfig(level=logging.WARNING, format="render worker: %(message)s")
-    # Ctrl-C in a terminal reaches the whole process group: the engine decides when the worker
-    # stops (it finishes or drops the render in flight), not the keyboard.
+    # Ctrl-C in a terminal, and a hang-up when the terminal closes, reach the whole process
+    # group: the engine decides when the worker stops (it drops the render in flight), and the
+    # worker dies with the engine's process in any case (above).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    parent = os.getppid()
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     if settings.nice and hasattr(os, "nice"):
         # Rendering is the work that can wait: on a busy machine the audio threads (the engine
         # process, the audio server) get the CPU first. The GPU does not care.
@@ -160,20 +264,25 @@ def worker_main(settings: WorkerSettings, requests: Any, results: Any) -> None:
 
         diffusers_logging.set_verbosity_error()
     results.put(Ready(settings.model, str(renderer.device), os.getpid()))
+    busy: list[LoopKey | None] = [None]
+    threading.Thread(target=_heartbeat, args=(results, busy), name="riffbridge-heartbeat",
+                     daemon=True).start()
     while True:
-        try:
-            req = requests.get(timeout=1.0)
-        except queue.Empty:
-            if os.getppid() != parent:  # the engine died without a word: do not linger
-                return
-            continue
+        req = requests.get()
         if req is None:
             return
+        refused = check_loop_length(req.key)
+        if refused is not None:
+            results.put(Failed(req.key, refused))
+            continue
+        busy[0] = req.key
         try:
             _render(renderer, req, results)
         except Exception as exc:
             tail = traceback.format_exc(limit=3).strip().splitlines()[-1]
             results.put(Failed(req.key, f"{type(exc).__name__}: {exc}" if str(exc) else tail))
+        finally:
+            busy[0] = None
 
 
 # ---- the supervisor (engine side) ---------------------------------------------------------------
@@ -182,9 +291,14 @@ class RenderWorker:
     """Runs ``worker_main`` in a spawned process; restarts it when it dies or hangs.
 
     Owned by the engine thread. ``submit`` only when ``idle``; ``poll`` returns the messages that
-    arrived (and a ``Failed`` for a death or a hang it noticed). A hang is a render in flight
-    with no progress message for ``render_timeout_s``: a slow first render (warm-up, a big model
-    on a CPU) still reports progress every step and is not killed."""
+    arrived (and a ``Failed`` for a death or a hang it noticed). A hang is a request in flight to
+    a ready worker with no sign of life for ``render_timeout_s``: progress every diffusion step,
+    and a heartbeat every ``HEARTBEAT_S`` from a thread of the worker's own, so a slow render, a
+    first render's warm-up or a long loop shaping is never taken for one; a stopped or frozen
+    process is. A worker still loading its model has no request and is never stalled.
+
+    Start it from a thread that lasts as long as the worker is wanted: on Linux the kernel kills
+    the worker when the thread that started it ends (see ``_die_with_parent``)."""
 
     def __init__(self, settings: WorkerSettings, *, render_timeout_s: float = 300.0,
                  restart_delay_s: float = 1.0) -> None:
@@ -195,6 +309,7 @@ class RenderWorker:
         self._proc: Any = None
         self._requests: Any = None
         self._results: Any = None
+        self._life: Any = None  # our end of the pipe the worker's watchdog waits on
         self.ready: Ready | None = None
         self.in_flight: RenderRequest | None = None
         self._sent_at = 0.0
@@ -205,12 +320,18 @@ class RenderWorker:
 
     # -- lifecycle --
     def start(self) -> RenderWorker:
+        self._release()  # a restart: the old worker is gone, its queues and pipe go too
         self._requests = self._ctx.Queue()
         self._results = self._ctx.Queue()
+        watch, self._life = self._ctx.Pipe(duplex=False)
         self._proc = self._ctx.Process(target=worker_main, name="riffbridge-render",
-                                       args=(self.settings, self._requests, self._results),
+                                       args=(self.settings, self._requests, self._results,
+                                             watch, os.getpid()),
                                        daemon=True)
-        self._proc.start()
+        try:
+            self._proc.start()
+        finally:
+            watch.close()  # the worker has its own copy: only ours of the write end is left
         self.ready = None
         self._restart_at = None
         return self
@@ -262,7 +383,8 @@ class RenderWorker:
         except (EOFError, OSError):  # the queue's pipe broke with the process
             pass
         for msg in out:
-            if isinstance(msg, Progress):
+            if isinstance(msg, (Progress, Heartbeat)) and self.in_flight is not None \
+                    and msg.key == self.in_flight.key:
                 self._sent_at = time.monotonic()  # a sign of life: the stall clock restarts
             if isinstance(msg, Ready):
                 self.ready = msg
@@ -271,6 +393,7 @@ class RenderWorker:
                     self.fatal = msg.error
                 if self.in_flight is not None and msg.key == self.in_flight.key:
                     self.in_flight = None
+        out = [msg for msg in out if not isinstance(msg, Heartbeat)]  # ours alone
         out.extend(self._supervise())
         return out
 
@@ -284,7 +407,7 @@ class RenderWorker:
                 self.start()
             return []
         alive = self._proc.is_alive()
-        hung = (self.in_flight is not None
+        hung = (self.ready is not None and self.in_flight is not None
                 and now - self._sent_at > self.render_timeout_s)
         if alive and not hung:
             return []
@@ -292,8 +415,8 @@ class RenderWorker:
         what = (f"rendering alpha {lost.key.alpha:g}" if lost is not None
                 else "idle" if self.ready is not None else f"loading {self.settings.model}")
         if hung:
-            reason = (f"render worker stalled: no progress for {self.render_timeout_s:.0f} s "
-                      f"({what})")
+            reason = (f"render worker stalled: no sign of life for "
+                      f"{self.render_timeout_s:.0f} s ({what})")
             self._kill()
         else:
             reason = f"render worker died (exit code {self._proc.exitcode}) while {what}"
@@ -318,10 +441,17 @@ class RenderWorker:
                     self._requests.put(None)
                 self._proc.join(timeout if self.in_flight is None else 0.5)
             self._kill()
+        self._release()
+
+    def _release(self) -> None:
+        """Close the queues and the life pipe of a worker that is gone (or never started)."""
         for q in (self._requests, self._results):
             if q is not None:
                 q.cancel_join_thread()
                 q.close()
+        if self._life is not None:
+            self._life.close()  # the worker's watchdog sees EOF: nothing outlives this
+        self._requests = self._results = self._life = None
 
     def __enter__(self) -> RenderWorker:
         return self.start()

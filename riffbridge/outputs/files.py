@@ -26,6 +26,7 @@ import re
 import threading
 import unicodedata
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -95,12 +96,18 @@ def _jsonable(value: Any) -> Any:
 
 
 def _prompt_of(metadata: Mapping[str, Any]) -> str:
-    prompt = metadata.get("prompt") or metadata.get("prompt_b")
-    if not prompt:
-        prompts = metadata.get("prompts")
-        if isinstance(prompts, list | tuple) and prompts:
-            first = prompts[0]
-            prompt = first.get("prompt") if isinstance(first, Mapping) else first
+    """The prompt a loop is named after: the one that dominates at its alpha (style B from 0.5
+    on), else the other one when that is empty."""
+    alpha = metadata.get("alpha")
+    b_leads = isinstance(alpha, int | float) and not isinstance(alpha, bool) and alpha >= 0.5
+    prompts: list[Any] = [metadata.get("prompt"), metadata.get("prompt_b")]
+    if not any(prompts):
+        listed = metadata.get("prompts")
+        if isinstance(listed, list | tuple):
+            prompts = [p.get("prompt") if isinstance(p, Mapping) else p for p in listed[:2]]
+    if b_leads:
+        prompts.reverse()
+    prompt = next((p for p in prompts if p), None)
     return str(prompt) if prompt else "loop"
 
 
@@ -136,6 +143,15 @@ def write_loop_file(path: str | os.PathLike[str], loop: Loop,
     _write([(wav_path.with_suffix(".json"), _json_bytes(sidecar(loop, settings, wav_path))),
             (wav_path, wav_bytes(loop, settings))])
     return wav_path
+
+
+@dataclass(frozen=True)
+class WrittenLoop:
+    """A loop whose own files landed: its WAV's path, the WAV's bytes and its sidecar."""
+
+    path: Path
+    wav: bytes = field(repr=False)
+    sidecar: Mapping[str, Any] = field(repr=False)
 
 
 class OutputFolder:
@@ -179,8 +195,20 @@ class OutputFolder:
     def write(self, loop: Loop, extra: Mapping[str, Any] | None = None) -> Path:
         """Write ``loop`` (WAV + sidecar), add it to the index, update latest; return the WAV.
 
-        ``extra`` adds sidecar fields on top of the loop's metadata.
+        ``extra`` adds sidecar fields on top of the loop's metadata. When the loop's own files
+        land but latest cannot be updated, the ``OutputError`` says that the loop was written.
         """
+        written = self.write_loop(loop, extra)
+        if self.update_latest:
+            try:
+                self.write_latest(written)
+            except OutputError as exc:
+                raise OutputError(f"wrote {written.path}, but {exc}") from None
+        return written.path
+
+    def write_loop(self, loop: Loop, extra: Mapping[str, Any] | None = None) -> WrittenLoop:
+        """Write the loop's own files: its WAV and sidecar, and its line in the index, together
+        (all or none). ``OutputError`` when they cannot be written."""
         meta = {**loop.metadata, **(extra or {})}
         with self._lock:
             number = self._next
@@ -200,11 +228,15 @@ class OutputFolder:
             _write([(json_path, text), (wav_path, data),
                     (self.index_path, old_index + index_line.encode())])
             self._next = number + 1
-            if self.update_latest:
-                self._write_latest(data, meta_out)
         logger.info("wrote %s", wav_path)
-        return wav_path
+        return WrittenLoop(wav_path, data, meta_out)
 
-    def _write_latest(self, data: bytes, meta: Mapping[str, Any]) -> None:
-        latest = {**meta, "path": f"{self.run_dir.name}/{meta['file']}"}
-        _write([(self.root / "latest.wav", data), (self.root / "latest.json", _json_bytes(latest))])
+    def write_latest(self, written: WrittenLoop) -> None:
+        """Point ``latest.wav`` / ``latest.json`` at a written loop; ``OutputError`` naming
+        latest when they cannot be written (the loop's own files stay as they are)."""
+        latest = {**written.sidecar, "path": f"{self.run_dir.name}/{written.path.name}"}
+        try:
+            _write([(self.root / "latest.wav", written.wav),
+                    (self.root / "latest.json", _json_bytes(latest))])
+        except OutputError as exc:
+            raise OutputError(f"latest.wav was not updated: {exc}") from None
