@@ -7,12 +7,20 @@ with torch.stft/istft. Quality is the round trip audio -> image -> audio scored 
 shared/tools/spec_metrics.py (median of 3 runs with different Griffin-Lim seeds).
 
     python benchmarks/bench_spectrogram.py [--device cpu|cuda] [--runs 3] [--json]
+
+``--process`` times whole processes from a cold start instead, as a user meets them:
+``python -m riffbridge convert IMAGE WAV`` (imports, pseudo-inverse, Griffin-Lim, write), the
+reference algorithm run as a process of its own (this script's ``--reference-convert``), and one
+``riffbridge convert`` call over many images (``-o DIR --to wav``); median of ``--runs``.
+
+    python benchmarks/bench_spectrogram.py --process [--runs 5] [--files 8] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -84,13 +92,109 @@ def spec_metrics(original: Path, rebuilt: Path) -> tuple[float, float]:
     return float(fields["sc"]), float(fields["lsd_db"])
 
 
+def reference_convert(image_path: Path, wav_path: Path) -> None:
+    """The reference algorithm as one conversion: read the image, invert it, write the WAV."""
+    from PIL import Image
+
+    with Image.open(image_path) as image:
+        mel, params = image_to_mel(image)
+    audio = reference_mel_to_audio(torch.from_numpy(mel), params)
+    write_audio(wav_path, audio.astype(np.float32), params.sample_rate)
+
+
+def timed_process(argv: list[str], runs: int) -> list[float]:
+    out = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        subprocess.run(argv, check=True, capture_output=True)
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def process_benchmark(runs: int, files: int) -> dict[str, object]:
+    """Whole processes, cold start each time (the OS file cache is warm after the first)."""
+    clip = sorted((SHARED / "audio").glob("*.wav"))[0]
+    audio, rate = read_audio(clip)
+    params = SpectrogramParams()
+    mel = SpectrogramConverter(params).audio_to_mel(audio, rate)[:, :, :512].numpy()
+    image = mel_to_image(mel, params)
+    py = sys.executable
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        png = folder / "clip.png"
+        image.save(png, format="PNG", exif=image.info["exif"])
+        many = []
+        for i in range(files):
+            many.append(folder / f"clip{i}.png")
+            many[-1].write_bytes(png.read_bytes())
+        (folder / "out").mkdir()
+        import_cmd = "import riffbridge.cli.convert, riffbridge.spectrogram, riffbridge.audio_io"
+        seconds = {
+            "python_startup": timed_process([py, "-c", "pass"], runs),
+            "imports": timed_process([py, "-c", import_cmd], runs),
+            "riffbridge_convert": timed_process(
+                [py, "-m", "riffbridge", "convert", str(png), str(folder / "a.wav")], runs),
+            "reference_process": timed_process(
+                [py, __file__, "--reference-convert", str(png), str(folder / "r.wav")], runs),
+        }
+        batch = [py, "-m", "riffbridge", "convert", *map(str, many), "-o", str(folder / "out"),
+                 "--to", "wav"]
+        try:
+            seconds[f"riffbridge_convert_{files}_files"] = timed_process(batch, runs)
+        except subprocess.CalledProcessError as exc:  # a riffbridge without -o/--to
+            print(f"batch convert failed, not timed: {exc.stderr.decode().strip()}",
+                  file=sys.stderr)
+    medians = {k: statistics.median(v) for k, v in seconds.items()}
+    ref = medians["reference_process"]
+    return {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "
+                   f"{platform.python_version()}, torch {torch.__version__}",
+        "image_columns": 512, "runs": runs, "files": files,
+        "seconds_median": medians,
+        "seconds_all": seconds,
+        "x_faster_than_reference_process": {k: ref / v for k, v in medians.items()
+                                            if k.startswith("riffbridge")},
+    }
+
+
+def print_process(result: dict[str, object]) -> None:
+    print(f"machine: {result['machine']}  runs: {result['runs']}, cold start each")
+    ref = result["seconds_median"]["reference_process"]  # type: ignore[index]
+    print(f"{'process':32s} {'seconds (median)':>16s} {'min':>8s} {'max':>8s} {'x vs ref':>9s}")
+    for name, secs in result["seconds_median"].items():  # type: ignore[attr-defined]
+        every = result["seconds_all"][name]  # type: ignore[index]
+        print(f"{name:32s} {secs:16.3f} {min(every):8.3f} {max(every):8.3f} "
+              f"{ref / secs:9.2f}")
+    batch = f"riffbridge_convert_{result['files']}_files"
+    if batch in result["seconds_median"]:  # type: ignore[operator]
+        one = result["seconds_median"]["riffbridge_convert"]  # type: ignore[index]
+        many = result["seconds_median"][batch]  # type: ignore[index]
+        print(f"one call, {result['files']} files: {many / result['files']:.3f} s per file "
+              f"(one file per process: {one:.3f} s)")  # type: ignore[operator]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--skip-quality", action="store_true")
+    ap.add_argument("--process", action="store_true",
+                    help="time whole convert processes from a cold start (see above)")
+    ap.add_argument("--files", type=int, default=8, help="--process: images in the batch call")
+    ap.add_argument("--reference-convert", nargs=2, type=Path, metavar=("IMAGE", "WAV"),
+                    help="convert one image with the reference algorithm and exit")
     args = ap.parse_args()
+    if args.reference_convert:
+        reference_convert(*args.reference_convert)
+        return 0
+    if args.process:
+        result = process_benchmark(args.runs, args.files)
+        if args.json:
+            print(json.dumps(result, indent=2))
+        else:
+            print_process(result)
+        return 0
     device = torch.device(args.device)
     clips = sorted((SHARED / "audio").glob("*.wav"))
     if not clips:

@@ -1,11 +1,15 @@
-"""Small signal-processing helpers shared by the spectrogram core, loops and outputs."""
+"""Small signal-processing helpers shared by the spectrogram core, loops and outputs.
+
+scipy.signal is imported inside the functions that use it: importing it costs about a second
+(most of ``riffbridge convert IMAGE WAV``'s imports before this), and most callers (an image at
+the spectrogram's own rate, audio read at its own rate) never resample.
+"""
 
 from __future__ import annotations
 
 from math import gcd
 
 import numpy as np
-from scipy import signal
 
 from riffbridge.errors import ConfigError
 
@@ -20,6 +24,8 @@ def resample(audio: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
         raise ConfigError(f"sample rates must be positive, got {from_rate} -> {to_rate}")
     if from_rate == to_rate:
         return audio
+    from scipy import signal
+
     g = gcd(int(from_rate), int(to_rate))
     up, down = to_rate // g, from_rate // g
     out = signal.resample_poly(audio, up, down, axis=-1, window=("kaiser", 8.6))
@@ -36,5 +42,7 @@ def resample_periodic(audio: np.ndarray, num_samples: int) -> np.ndarray:
         raise ConfigError(f"num_samples must be positive, got {num_samples}")
     if audio.shape[-1] == num_samples:
         return audio
+    from scipy import signal
+
     out = signal.resample(audio, num_samples, axis=-1)
     return np.ascontiguousarray(out, dtype=np.float32)

@@ -319,3 +319,28 @@ def test_cuda_graph_matches_eager_and_follows_new_input() -> None:
         spec = target * initial_phase(target, framing, "random", 5)
         eager = _iterate(spec, target, framing, 8, 0.99)
         torch.testing.assert_close(graphed, eager, rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("params", [
+    SpectrogramParams(),  # closed form fb (fb^T fb)^-1
+    SpectrogramParams(stereo=True, num_frequencies=256, max_frequency=16000),
+    SpectrogramParams(padded_duration_ms=100),  # lowest filters miss every bin: the SVD path
+])
+@pytest.mark.parametrize("decimation", [1, 4])
+def test_cached_inverse_equals_the_pseudo_inverse(params: SpectrogramParams,
+                                                  decimation: int) -> None:
+    from riffbridge.spectrogram.mel import _filterbank_cpu
+
+    direct = torch.linalg.pinv(_filterbank_cpu(params).T)[::decimation]
+    cached = inverse_filterbank(params, "cpu", decimation)
+    assert cached.dtype == torch.float32 and cached.shape == direct.shape
+    # The same numbers up to float32 rounding (half an ulp: 6e-8 relative).
+    assert bool(((cached.double() - direct).abs() <= 1e-12 + 1e-7 * direct.abs()).all())
+    assert inverse_filterbank(params, "cpu", decimation) is cached  # once per process
+
+
+def test_the_closed_form_is_used_only_when_it_holds() -> None:
+    from riffbridge.spectrogram.mel import _gram_inverse
+
+    assert _gram_inverse(SpectrogramParams()) is not None
+    assert _gram_inverse(SpectrogramParams(padded_duration_ms=100)) is None

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from riffbridge.control.hub import Hub
-from riffbridge.control.midi_clock import ClockEvent, MidiClock
+from riffbridge.control.midi_clock import RESOLUTION_BPM, ClockEvent, MidiClock
 from riffbridge.control.midi_map import MidiMapper
 from riffbridge.errors import ControlError, DeviceError
 from riffbridge.state import ClockTempo
@@ -131,11 +131,13 @@ class MidiControl:
             for event in self.clock.feed(msg, t):
                 if self.on_clock is not None:
                     self.on_clock(event)
-            # Also catches up when /rb/clock turned to midi after the tempo was measured.
+            # Also catches up when /rb/clock turned to midi after the tempo was measured. The
+            # clock reports a settled tempo only when it changes (midi_clock.py), so any
+            # difference is news.
             bpm = self.clock.reported_bpm
             state = self.hub.state
             if (bpm is not None and state.clock == "midi"
-                    and abs(state.bpm - bpm) > self.clock.min_change_bpm):
+                    and abs(state.bpm - bpm) > RESOLUTION_BPM / 2):
                 self._submit(ClockTempo(round(bpm, 2)))
             return
         for command in self.mapper.handle(msg):

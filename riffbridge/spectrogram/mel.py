@@ -47,11 +47,42 @@ def filterbank(params: SpectrogramParams, device: str) -> torch.Tensor:
     return _filterbank_cpu(params).to(device=device, dtype=torch.float32)
 
 
+# How far G @ G^-1 may stray from the identity for the closed form to be used; beyond it (a
+# filterbank near singular) the SVD pseudo-inverse decides which directions to drop.
+_GRAM_TOLERANCE = 1e-9
+
+
+@functools.lru_cache(maxsize=16)
+def _gram_inverse(params: SpectrogramParams) -> torch.Tensor | None:
+    """(fb^T fb)^-1 (n_mels, n_mels) float64, or None when the filters are not independent.
+
+    When every mel filter covers some FFT bin and no filter is a mix of the others, fb^T has
+    full row rank and its pseudo-inverse has the closed form fb (fb^T fb)^-1. The Gram matrix is
+    n_mels square and banded (each filter overlaps only its neighbours), so this takes tens of
+    milliseconds where the SVD of the whole (n_mels, n_freqs) filterbank took a second.
+    """
+    fb = _filterbank_cpu(params)
+    rows = fb[fb.any(dim=1)]  # bins above max_frequency have no filter: no part in fb^T fb
+    gram = rows.T @ rows
+    factor, info = torch.linalg.cholesky_ex(gram)
+    if int(info) != 0:  # a filter covers no bin (an FFT too short for the lowest bands)
+        return None
+    inverse = torch.cholesky_inverse(factor)
+    identity = torch.eye(gram.shape[0], dtype=gram.dtype)
+    if float((gram @ inverse - identity).abs().max()) > _GRAM_TOLERANCE:
+        return None
+    return inverse
+
+
 @functools.lru_cache(maxsize=16)
 def _inverse_cpu(params: SpectrogramParams, decimation: int) -> torch.Tensor:
+    """Rows ``::decimation`` of pinv(fb^T) (n_freqs, n_mels), float64: the least-squares,
+    minimum-norm inverse of the filterbank, by the closed form when it holds, else by SVD."""
     fb = _filterbank_cpu(params)  # (n_freqs, n_mels)
-    inv = torch.linalg.pinv(fb.T)  # (n_freqs, n_mels): least-squares, minimum-norm inverse
-    return inv[::decimation].contiguous()
+    gram_inverse = _gram_inverse(params)
+    if gram_inverse is None:
+        return torch.linalg.pinv(fb.T)[::decimation].contiguous()
+    return fb[::decimation] @ gram_inverse
 
 
 @functools.lru_cache(maxsize=16)
