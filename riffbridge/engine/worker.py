@@ -203,8 +203,10 @@ def _heartbeat(results: Any, busy: list[LoopKey | None]) -> None:
         time.sleep(HEARTBEAT_S)
         key = busy[0]
         if key is not None:
-            with contextlib.suppress(Exception):  # the queue closed: the process is ending
+            try:
                 results.put(Heartbeat(key))
+            except (ValueError, OSError):  # the queue is closed: the process is ending
+                return
 
 
 def _render(renderer: Any, request: RenderRequest, results: Any) -> None:
@@ -259,10 +261,9 @@ def worker_main(settings: WorkerSettings, requests: Any, results: Any, life: Any
         results.put(Failed(None, f"loading {settings.model}: {exc}", fatal=True,
                            source="worker"))
         return
-    with contextlib.suppress(Exception):  # the tiny model's float32 notes are noise, not news
-        from diffusers.utils import logging as diffusers_logging
+    from diffusers.utils import logging as diffusers_logging  # loaded with the model above
 
-        diffusers_logging.set_verbosity_error()
+    diffusers_logging.set_verbosity_error()  # its per-cast notes are noise in the live log
     results.put(Ready(settings.model, str(renderer.device), os.getpid()))
     busy: list[LoopKey | None] = [None]
     threading.Thread(target=_heartbeat, args=(results, busy), name="riffbridge-heartbeat",
