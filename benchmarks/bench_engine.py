@@ -112,8 +112,7 @@ def live_engine(args: argparse.Namespace, state: EngineState, settings: EngineSe
     hub = Hub(state)
     player = Player()
     worker = RenderWorker(WorkerSettings(args.model, args.device, args.dtype,
-                                         cuda_graphs=args.cuda_graphs),
-                          render_timeout_s=settings.render_timeout_s)
+                                         cuda_graphs=args.cuda_graphs))
     engine = Engine(state, player, RATE, settings, worker=worker, writer=writer,
                     block=args.blocksize)
     hub.add_listener(engine.post)

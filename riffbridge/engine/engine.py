@@ -82,7 +82,6 @@ class EngineSettings:
     seed_dir: str | None = None
     scheduler: str = "default"  # the diffusion scheduler every loop is rendered with
     setlist: tuple[tuple[str, str], ...] = ()
-    render_timeout_s: float = 300.0  # for the worker the caller builds (RenderWorker)
     # A switch is cued at least one audio block plus this margin ahead of the playhead: the
     # engine's turn (<= 5 ms) must fit before the callback reaches the boundary.
     margin_s: float = 0.005

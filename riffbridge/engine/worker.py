@@ -301,7 +301,8 @@ class RenderWorker:
     Start it from a thread that lasts as long as the worker is wanted: on Linux the kernel kills
     the worker when the thread that started it ends (see ``_die_with_parent``)."""
 
-    def __init__(self, settings: WorkerSettings, *, render_timeout_s: float = 300.0,
+    def __init__(self, settings: WorkerSettings, *,
+                 render_timeout_s: float = BY_NAME["render_timeout"].default,
                  restart_delay_s: float = 1.0) -> None:
         self.settings = settings
         self.render_timeout_s = render_timeout_s
