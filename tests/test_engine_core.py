@@ -61,6 +61,24 @@ def test_render_now_renders_the_current_point_even_when_it_is_cached():
     assert core.next_render(cached.__contains__, True, 0.0) == key_for(state, 0.375)  # once
 
 
+def test_a_render_in_flight_is_useless_only_when_no_current_sound_could_use_it():
+    state = EngineState(alpha=0.5, bars=8, bpm=70.0)
+    core = EngineCore(state, RATE)
+    in_flight = core.next_render(set().__contains__, True, 0.0)
+    assert in_flight is not None and not core.useless(in_flight)
+    core.on_change(_change(core, alpha=0.9), 0)  # only alpha moved: a neighbour a blend uses
+    assert in_flight not in core.wanted() and not core.useless(in_flight)
+    core.on_change(_change(core, alpha=0.5), 0)
+    for change in ({"bars": 2}, {"bpm": 120.0}, {"prompt_b": "ambient pads"}, {"seed_a": 7},
+                   {"steps": 12}, {"beats_per_bar": 3}):
+        core.on_change(_change(core, **change), 0)
+        assert core.useless(in_flight), change
+        core.on_change(_change(core, **{k: getattr(state, k) for k in change}), 0)
+        assert not core.useless(in_flight), change  # back: wanted again
+    core.on_change(_change(core, alpha=0.0, prompt_b="ambient pads"), 0)
+    assert core.useless(in_flight)  # the plan sits at alpha 0, where B is silent: still counts
+
+
 def test_a_pending_cue_is_replaced_unless_it_is_about_to_sound():
     state = EngineState(playing=True, alpha=0.0, bars=1)
     core = EngineCore(state, RATE)

@@ -240,6 +240,9 @@ class LoudWorker:
                     key.beats_per_bar)
         self._results.put(Rendered(key, loop, frames, 0.0))
 
+    def cancel(self) -> bool:
+        return False  # each answer is ready the moment it is asked for: nothing to stop
+
     def poll(self, timeout: float = 0.0) -> list[Message]:
         out: list[Message] = []
         while True:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import pickle
 import queue
+import time
 import tracemalloc
 
 import numpy as np
@@ -30,7 +31,7 @@ from riffbridge.engine.player import (
     limit,
     prepare_cue,
 )
-from riffbridge.engine.worker import Message, Ready, Rendered, RenderRequest
+from riffbridge.engine.worker import Cancelled, Message, Ready, Rendered, RenderRequest
 from riffbridge.errors import ConfigError, RenderError
 from riffbridge.events import ClipCued, EngineError, Request, Switched
 from riffbridge.loops.tempo import loop_samples
@@ -516,10 +517,21 @@ class SteppedWorker:
         self.restarts = 0
         self._requests: queue.Queue[RenderRequest] = queue.Queue()
         self._results: queue.Queue[Message] = queue.Queue()
+        self.cancelled: list[LoopKey] = []
 
     @property
     def idle(self) -> bool:
         return self.ready is not None and self.in_flight is None
+
+    def cancel(self) -> bool:
+        """Like the real worker: the request in flight stops, a ``Cancelled`` answers it."""
+        request = self.in_flight
+        if request is None or request.key in self.cancelled:
+            return False
+        self.cancelled.append(request.key)
+        self._requests.get_nowait()  # the test will not see it
+        self._results.put(Cancelled(request.key, 0.0))
+        return True
 
     def start(self) -> SteppedWorker:
         self._results.put(Ready("constant", "cpu", 0))
@@ -549,7 +561,7 @@ class SteppedWorker:
         for msg in out:
             if isinstance(msg, Ready):
                 self.ready = msg
-            elif isinstance(msg, Rendered) and self.in_flight is not None \
+            elif isinstance(msg, (Rendered, Cancelled)) and self.in_flight is not None \
                     and msg.key == self.in_flight.key:
                 self.in_flight = None
         return out
@@ -611,6 +623,26 @@ def test_the_shell_plays_the_core_choice_mixed_from_what_the_worker_rendered():
     while not engine.events.empty():
         events.append(engine.events.get_nowait())
     assert not any(isinstance(e, Switched) for e in events)  # no audio ran: nothing sounded
+
+
+def test_the_shell_cancels_a_render_that_a_newer_request_made_useless():
+    state = EngineState(playing=True, bars=8, bpm=60.0)
+    hub, worker = Hub(state), SteppedWorker()
+    engine = Engine(state, Player(), RATE, EngineSettings(lookahead=0), worker=worker)
+    hub.add_listener(engine.post)
+    with engine:
+        wait_for(lambda: worker.in_flight is not None, 5, "the 8-bar render")
+        long = worker.in_flight.key if worker.in_flight is not None else None
+        hub.submit(SetParam("alpha", 0.5))  # only alpha: the 8-bar loop at 0 is still of use
+        time.sleep(0.2)
+        assert worker.cancelled == [] and worker.in_flight is not None
+        hub.submit(SetParam("bars", 2))  # a new length: nothing could play the 8-bar loop
+        wait_for(lambda: worker.cancelled == [long], 5, "the cancel")
+        key = worker.finish()
+        assert key.bars == 2 and key.alpha == 0.5
+        wait_for(lambda: engine.status().sounding == "alpha 0.5", 5, "the new loop's cue")
+        status = engine.status()
+        assert status.renders == 1 and status.errors == 0  # a cancel is not a failure
 
 
 class BrokenPipeWorker(SteppedWorker):

@@ -344,3 +344,20 @@ def test_the_closed_form_is_used_only_when_it_holds() -> None:
 
     assert _gram_inverse(SpectrogramParams()) is not None
     assert _gram_inverse(SpectrogramParams(padded_duration_ms=100)) is None
+
+
+def test_griffin_lim_stops_at_an_iteration_when_its_scope_is_cancelled() -> None:
+    import threading
+
+    from riffbridge import cancel
+    from riffbridge.spectrogram.stft import Framing, griffin_lim
+
+    framing = Framing(1024, 256, 1024, 40, circular=True)
+    magnitude = torch.rand(1, 513, 40)
+    flag = threading.Event()
+    with cancel.cancellable(flag):
+        assert griffin_lim(magnitude, framing, iters=4).shape[-1] > 0  # not set: runs
+        flag.set()
+        with pytest.raises(cancel.Cancelled):
+            griffin_lim(magnitude, framing, iters=4)
+    assert griffin_lim(magnitude, framing, iters=4).shape[-1] > 0  # outside the scope: runs

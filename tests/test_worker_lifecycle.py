@@ -32,6 +32,7 @@ from test_serve import (
 from riffbridge.engine.plan import key_for
 from riffbridge.engine.worker import (
     MAX_LOOP_SECONDS,
+    Cancelled,
     Failed,
     Progress,
     Rendered,
@@ -156,7 +157,7 @@ RENDER_TIMEOUT_S = 300.0
 
 
 def request(**values: Any) -> RenderRequest:
-    state = EngineState(steps=2, **values)
+    state = EngineState(**{"steps": 2, **values})
     return RenderRequest(LoopRequest(key_for(state)), 44100)
 
 
@@ -172,12 +173,18 @@ def run(worker: RenderWorker, req: RenderRequest,
         timeout: float = RENDER_TIMEOUT_S) -> list[tuple[float, object]]:
     """Submit ``req``; every message until its answer (a ``Rendered`` or ``Failed``), timed."""
     worker.submit(req)
+    return run_until(worker, (Rendered, Failed), timeout)
+
+
+def run_until(worker: RenderWorker, kinds: tuple[type, ...],
+              timeout: float = RENDER_TIMEOUT_S) -> list[tuple[float, object]]:
+    """Every message until one of ``kinds``, timed."""
     got: list[tuple[float, object]] = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for msg in worker.poll(0.05):
             got.append((time.monotonic(), msg))
-            if isinstance(msg, (Rendered, Failed)):
+            if isinstance(msg, kinds):
                 return got
     raise AssertionError(f"no answer within {timeout:.0f} s; got {got}")
 
@@ -198,6 +205,42 @@ def test_a_loop_too_long_to_render_is_refused_at_once_and_the_worker_goes_on(
     done = run(worker, request(bars=1))[-1][1]
     assert isinstance(done, Rendered), done
     assert worker.pid == pid and worker.restarts == 0
+
+
+@pytest.mark.parametrize("stage", ["diffusion", "griffin-lim"])
+def test_a_long_render_is_cancelled_at_a_safe_point_and_the_worker_goes_on(
+        worker: RenderWorker, stage: str) -> None:
+    """A 60 s loop (the longest a live render takes) renders for tens of seconds here; a cancel
+    stops it in the diffusion (after a step) or in the Griffin-Lim phase recovery (the shaping,
+    which reports no progress), and the same worker takes the next request."""
+    pid = worker.pid
+    long = request(bars=16, bpm=64.0, steps=20 if stage == "diffusion" else 2)
+    worker.submit(long)
+    steps = 0
+    deadline = time.monotonic() + RENDER_TIMEOUT_S
+    while time.monotonic() < deadline:
+        msgs = worker.poll(0.05)
+        assert not any(isinstance(m, (Rendered, Failed)) for m in msgs), msgs
+        done = [m.fraction for m in msgs if isinstance(m, Progress)]
+        steps += len(done)
+        if (stage == "diffusion" and steps >= 2) or (stage == "griffin-lim" and 1.0 in done):
+            break
+    if stage == "griffin-lim":
+        time.sleep(1.0)  # well into the phase recovery (several seconds for 60 s of audio)
+    asked = time.monotonic()
+    assert worker.cancel() and not worker.cancel()  # once per request
+    assert not worker.idle
+    got = run_until(worker, (Rendered, Failed, Cancelled))
+    answer = got[-1][1]
+    assert isinstance(answer, Cancelled) and answer.key == long.key, answer
+    if stage == "diffusion":
+        assert max((m.fraction for _, m in got if isinstance(m, Progress)), default=0.0) < 1.0
+    print(f"{stage}: cancelled {got[-1][0] - asked:.2f} s after the request, "
+          f"{answer.seconds:.1f} s into the render")
+    assert worker.idle and worker.pid == pid and worker.cancels >= 1
+    done = run(worker, request(bars=1))[-1][1]
+    assert isinstance(done, Rendered), done  # the cancel flag does not stop the next request
+    assert worker.pid == pid
 
 
 def test_a_long_silent_loop_shaping_is_not_taken_for_a_stall(worker: RenderWorker) -> None:

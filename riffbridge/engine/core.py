@@ -12,7 +12,9 @@ The rules, in one place:
 
 - render: the planner's order (the knob's point, its neighbours the way it moves, the auto
   walk's path); a forced render (``/rb/render``) first; cached loops skipped; a loop that failed
-  waits 1, 2, 4 ... 60 s before it is tried again.
+  waits 1, 2, 4 ... 60 s before it is tried again. A render in flight that nothing current
+  could play (another tempo, length, prompt, seed ...; not merely another alpha, which a blend
+  can use) is cancelled (``useless``).
 - sound: the exact render of the knob's point, else a blend of the rendered neighbours around
   it (equal-power gains, which the shell rescales by the loops' correlation), else keep what
   plays. A new choice is cued on the next quantum boundary at least one audio block plus a
@@ -232,6 +234,16 @@ class EngineCore:
             if not is_cached(key) and self._retry.get(key, (0, 0.0))[1] <= now:
                 return key
         return None
+
+    def useless(self, key: LoopKey) -> bool:
+        """Whether the render of ``key`` in flight should be cancelled: nothing the current state
+        could play would use it. It is neither planned nor forced, and it differs from the
+        planned loops in more than alpha (another tempo, length, prompt, seed, ...). A loop
+        that differs only in alpha is kept: it is a rendered neighbour a blend can use."""
+        wanted = self.wanted()
+        if key in wanted or key == self._forced or not wanted:
+            return False
+        return key.at(0.5) != wanted[0].at(0.5)  # mid-path: both sides count
 
     # -- playback -------------------------------------------------------------------------------
     def playback(self, is_cached: IsCached, frame: int, applied_token: int) -> CueDecision | None:

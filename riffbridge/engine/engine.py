@@ -51,6 +51,7 @@ from riffbridge.engine.player import (
     prepare_cue,
 )
 from riffbridge.engine.worker import (
+    Cancelled,
     Failed,
     Message,
     Progress,
@@ -107,6 +108,7 @@ class Worker(Protocol):
     def start(self) -> Any: ...
     def wait_ready(self, timeout: float, cancelled: Callable[[], bool] | None = None) -> Ready: ...
     def submit(self, request: RenderRequest) -> None: ...
+    def cancel(self) -> bool: ...
     def poll(self, timeout: float = 0.0) -> list[Message]: ...
     def close(self) -> None: ...
 
@@ -265,6 +267,11 @@ class Engine:
         self._take_inputs()
         for msg in self.worker.poll():
             self._on_worker(msg)
+        in_flight = self.worker.in_flight
+        if in_flight is not None and core.useless(in_flight.key) and self.worker.cancel():
+            k = in_flight.key
+            log.info("cancelling the render of %d bars at %g BPM (alpha %g): a newer request "
+                     "made it useless", k.bars, k.bpm, k.alpha)
         key = core.next_render(self._cache.__contains__, self.worker.idle, time.monotonic())
         if key is not None:
             s = self.settings
@@ -315,6 +322,8 @@ class Engine:
             self._store(msg)
         elif isinstance(msg, Failed):
             self._emit(self._core.on_failed(msg.key, msg.error, msg.source, time.monotonic()))
+        elif isinstance(msg, Cancelled):
+            log.info("render cancelled after %.1f s", msg.seconds)
 
     def _store(self, msg: Rendered) -> None:
         frames = np.ascontiguousarray(msg.frames, dtype=np.float32)

@@ -3,7 +3,8 @@
 The engine never renders in its own process: a crash, a GPU out-of-memory or a long stall in the
 model code cannot stop the audio callback (it holds no lock or GIL the worker needs). The
 ``RenderWorker`` supervisor starts the process, hands it one request at a time (so nothing stale
-waits in a queue), notices when it dies or hangs, reports the error and starts a new one.
+waits in a queue), cancels it when the engine says a newer request made it useless, notices
+when it dies or hangs, reports the error and starts a new one.
 
 Contracts: the worker process is the one owner of the model. ``RenderWorker`` is owned by the
 engine thread (``riffbridge.engine.engine``), which is its only caller; nothing here is
@@ -37,6 +38,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from riffbridge import cancel
 from riffbridge.engine.plan import LoopKey
 from riffbridge.errors import RenderError
 from riffbridge.loops.types import Loop
@@ -54,9 +56,11 @@ HEARTBEAT_S = 1.0
 PARENT_CHECK_S = 0.5  # how often the watchdog also compares the parent pid (no pipe needed)
 # The longest loop a live render takes on. The render's width grows with the loop's length
 # (100 columns a second), and with it the diffusion's time, the Griffin-Lim phase recovery's
-# time and memory, and the render's peak memory; none of it can be interrupted once started.
-# 384 s (16 bars of 16/4 at 40 BPM) ran over 100 s at 1.2 GB with the tiny model on a CPU and
-# starved the audio. 60 s covers 16 bars of 4/4 from 64 BPM, and 8 bars at any tempo.
+# time and memory, and the render's peak memory. 384 s (16 bars of 16/4 at 40 BPM) ran over
+# 100 s at 1.2 GB with the tiny model on a CPU and starved the audio. 60 s covers 16 bars of
+# 4/4 from 64 BPM, and 8 bars at any tempo; a render that long can still be cancelled at its
+# next diffusion step or Griffin-Lim iteration when a newer request makes it useless
+# (``RenderWorker.cancel``, ``riffbridge.cancel``).
 MAX_LOOP_SECONDS = 60.0
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
@@ -117,6 +121,16 @@ class Failed:
 
 
 @dataclass(frozen=True)
+class Cancelled:
+    """The render of ``key`` stopped at a safe point because the supervisor asked
+    (``RenderWorker.cancel``): a newer request made it useless. Not a failure: no retry, no
+    error to the performer."""
+
+    key: LoopKey
+    seconds: float  # how long it ran before it stopped
+
+
+@dataclass(frozen=True)
 class Heartbeat:
     """The worker is alive and busy with ``key`` (sent every ``HEARTBEAT_S`` while a request is
     in flight). Kept inside ``RenderWorker``: it restarts the stall clock, and is news to no
@@ -125,7 +139,7 @@ class Heartbeat:
     key: LoopKey
 
 
-Message = Ready | Progress | Rendered | Failed
+Message = Ready | Progress | Rendered | Failed | Cancelled
 
 
 @dataclass(frozen=True)
@@ -233,9 +247,11 @@ def _render(renderer: Any, request: RenderRequest, results: Any) -> None:
 
 
 def worker_main(settings: WorkerSettings, requests: Any, results: Any, life: Any = None,
-                parent: int | None = None) -> None:
+                parent: int | None = None, stop: Any = None) -> None:
     """The worker process: load the model, then render requests until a None arrives. ``life``
-    is the read end of a pipe whose other end only the supervisor holds; ``parent`` its pid."""
+    is the read end of a pipe whose other end only the supervisor holds; ``parent`` its pid;
+    ``stop`` an event the supervisor sets to cancel the request in flight (cleared as each
+    request starts: the supervisor only cancels the one it knows is in flight)."""
     _die_with_parent(os.getppid() if parent is None else parent, life)
     logging.basicConfig(level=logging.WARNING, format="render worker: %(message)s")
     # Ctrl-C in a terminal, and a hang-up when the terminal closes, reach the whole process
@@ -277,8 +293,16 @@ def worker_main(settings: WorkerSettings, requests: Any, results: Any, life: Any
             results.put(Failed(req.key, refused))
             continue
         busy[0] = req.key
+        started = time.perf_counter()
         try:
-            _render(renderer, req, results)
+            if stop is None:
+                _render(renderer, req, results)
+            else:
+                stop.clear()
+                with cancel.cancellable(stop):
+                    _render(renderer, req, results)
+        except cancel.Cancelled:
+            results.put(Cancelled(req.key, round(time.perf_counter() - started, 3)))
         except Exception as exc:
             tail = traceback.format_exc(limit=3).strip().splitlines()[-1]
             results.put(Failed(req.key, f"{type(exc).__name__}: {exc}" if str(exc) else tail))
@@ -312,6 +336,9 @@ class RenderWorker:
         self._requests: Any = None
         self._results: Any = None
         self._life: Any = None  # our end of the pipe the worker's watchdog waits on
+        self._stop: Any = None  # set to cancel the request in flight
+        self._cancelling: LoopKey | None = None  # the in-flight key a cancel was sent for
+        self.cancels = 0
         self.ready: Ready | None = None
         self.in_flight: RenderRequest | None = None
         self._sent_at = 0.0
@@ -326,9 +353,10 @@ class RenderWorker:
         self._requests = self._ctx.Queue()
         self._results = self._ctx.Queue()
         watch, self._life = self._ctx.Pipe(duplex=False)
+        self._stop = self._ctx.Event()
         self._proc = self._ctx.Process(target=worker_main, name="riffbridge-render",
                                        args=(self.settings, self._requests, self._results,
-                                             watch, os.getpid()),
+                                             watch, os.getpid(), self._stop),
                                        daemon=True)
         try:
             self._proc.start()
@@ -367,8 +395,22 @@ class RenderWorker:
         if not self.idle:
             raise RenderError("the render worker is busy or not ready")
         self.in_flight = request
+        self._cancelling = None
         self._sent_at = time.monotonic()
         self._requests.put(request)
+
+    def cancel(self) -> bool:
+        """Ask the worker to drop the request in flight at its next safe point (between
+        diffusion steps, between Griffin-Lim iterations). A ``Cancelled`` (or, when it was
+        already done, its ``Rendered``) follows; until then the worker is not idle. Whether a
+        cancel was sent now (False: nothing in flight, or already asked)."""
+        request = self.in_flight
+        if request is None or self._stop is None or self._cancelling == request.key:
+            return False
+        self._cancelling = request.key
+        self._stop.set()
+        self.cancels += 1
+        return True
 
     def poll(self, timeout: float = 0.0) -> list[Message]:
         out: list[Message] = []
@@ -390,7 +432,7 @@ class RenderWorker:
                 self._sent_at = time.monotonic()  # a sign of life: the stall clock restarts
             if isinstance(msg, Ready):
                 self.ready = msg
-            elif isinstance(msg, (Rendered, Failed)):
+            elif isinstance(msg, (Rendered, Failed, Cancelled)):
                 if isinstance(msg, Failed) and msg.fatal:
                     self.fatal = msg.error
                 if self.in_flight is not None and msg.key == self.in_flight.key:
@@ -453,7 +495,7 @@ class RenderWorker:
                 q.close()
         if self._life is not None:
             self._life.close()  # the worker's watchdog sees EOF: nothing outlives this
-        self._requests = self._results = self._life = None
+        self._requests = self._results = self._life = self._stop = None
 
     def __enter__(self) -> RenderWorker:
         return self.start()

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from riffbridge import cancel
 from riffbridge.errors import AudioFileError, ConfigError, RenderError
 from riffbridge.render.components import Components
 from riffbridge.render.graphs import GraphedUNet, require_cuda
@@ -330,9 +331,10 @@ class Renderer:
         done = 0
         out: list[Image.Image | None] = [None] * len(jobs)
 
-        def tick() -> None:
+        def tick() -> None:  # after every diffusion step: also the cancellation point
             nonlocal done
             done += 1
+            cancel.check()
             if progress is not None:
                 progress(min(done / total, 1.0))
 

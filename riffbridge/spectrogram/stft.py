@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from riffbridge import cancel
 from riffbridge.errors import ConfigError
 
 
@@ -177,10 +179,14 @@ def _project(rebuilt: torch.Tensor, previous: torch.Tensor | None, target: torch
 
 
 def _iterate(spec: torch.Tensor, target: torch.Tensor, framing: Framing, iters: int,
-             momentum: float) -> torch.Tensor:
+             momentum: float, check: Callable[[], None] | None = None) -> torch.Tensor:
+    """``check`` is called before every iteration (the cancellation point of a long loop); a
+    CUDA graph's capture passes none, since nothing may raise half-way through a recording."""
     active = target.shape[-1]
     previous: torch.Tensor | None = None
     for _ in range(iters):
+        if check is not None:
+            check()
         rebuilt = analyse(synthesise(spec, framing), framing)[..., :active]
         spec = _project(rebuilt, previous, target, momentum)
         previous = rebuilt
@@ -236,4 +242,4 @@ def griffin_lim(magnitude: torch.Tensor, framing: Framing, iters: int, momentum:
     if target.device.type == "cuda" and iters > 0:
         graphed = _graphed(framing, tuple(target.shape), iters, momentum, target.device)
         return graphed(spec, target)
-    return _iterate(spec, target, framing, iters, momentum)
+    return _iterate(spec, target, framing, iters, momentum, cancel.check)
