@@ -16,8 +16,15 @@ sends /rb/ping every 20 ms from 127.0.0.1 (the fuzzer sends from 127.0.0.2): the
 many pings were answered and their latency, how many datagrams the server refused, and the CPU
 time its process used.
 
+With ``--fuzz --engine`` the target is a whole running engine instead: ``riffbridge serve`` with
+the tiny model, rendering and playing (``--audio-out`` names the device: ``system`` is JACK's
+through PortAudio, ``none`` a paced stream with no device), and the figures are its audio
+underruns before and after the fuzz (from ``/rb/status``), the pings answered, and the loops it
+rendered meanwhile.
+
 Usage: python benchmarks/bench_osc.py [--rate 1000] [--seconds 10]
        python benchmarks/bench_osc.py --fuzz [--rate 20000] [--seconds 10]
+       python benchmarks/bench_osc.py --fuzz --engine [--audio-out system] [--seconds 20]
 """
 
 from __future__ import annotations
@@ -31,7 +38,11 @@ import resource
 import socket
 import statistics
 import struct
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -136,6 +147,89 @@ def fuzz(rate: float, seconds: float) -> None:
     print(f"params changed by well-formed survivors: {', '.join(changed) or 'none'}")
 
 
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _ask(sock: socket.socket, port: int, address: str, timeout: float,
+         reply: str | None = None) -> list | None:
+    """Send ``address`` (no arguments) to the engine; the arguments of its ``reply`` (by default
+    at the same address), or None."""
+    from riffbridge.control.osc_codec import decode
+
+    sock.sendto(encode(address), ("127.0.0.1", port))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            data = sock.recv(65536)
+        except TimeoutError:
+            continue
+        if data.startswith((reply or address).encode() + b"\0"):
+            return list(decode(data)[0][0].args)
+    return None
+
+
+def fuzz_engine(rate: float, seconds: float, audio_out: str) -> None:
+    """Fuzz a running ``serve`` while it renders and plays; its underruns before and after."""
+    osc_port = _free_port()
+    replies = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    replies.bind(("127.0.0.1", 0))
+    replies.settimeout(0.05)
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "riffbridge", "serve", "--model", "tiny", "--device", "cpu",
+               "--steps", "4", "--bars", "1", "--audio-out", audio_out, "--out-dir", tmp,
+               "--osc-port", str(osc_port), "--reply-port", str(replies.getsockname()[1])]
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 300
+            while _ask(replies, osc_port, "/rb/ping", 0.5, "/rb/pong") is None:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"serve did not start ({' '.join(cmd)})")
+            # playing, and a few loops in: the figures are for an engine at work
+            replies.sendto(encode("/rb/play"), ("127.0.0.1", osc_port))
+            time.sleep(10.0)
+            before = _ask(replies, osc_port, "/rb/status", 2.0)
+            loops_before = len(list(Path(tmp).rglob("0*.wav")))
+            fuzzer_proc = mp.get_context("spawn").Process(
+                target=fuzzer, args=(("127.0.0.1", osc_port), rate, seconds))
+            fuzzer_proc.start()
+            pings, answered, latencies = 0, 0, []
+            end = time.monotonic() + seconds
+            alpha = 0.0
+            while time.monotonic() < end:  # a performer keeps turning the knob meanwhile
+                alpha = round((alpha + 0.125) % 1.0, 3)
+                replies.sendto(encode("/rb/alpha", (alpha,)), ("127.0.0.1", osc_port))
+                sent = time.monotonic()
+                pings += 1
+                if _ask(replies, osc_port, "/rb/ping", 1.0, "/rb/pong") is not None:
+                    answered += 1
+                    latencies.append(1000 * (time.monotonic() - sent))
+                time.sleep(0.25)
+            fuzzer_proc.join()
+            time.sleep(2.0)
+            after = _ask(replies, osc_port, "/rb/status", 5.0)
+            loops = len(list(Path(tmp).rglob("0*.wav"))) - loops_before
+        finally:
+            proc.terminate()
+            proc.wait(30)
+    print(f"machine: {platform.machine()} {platform.processor() or ''} "
+          f"{mp.cpu_count()} cores, python {platform.python_version()}")
+    print(f"engine: serve --model tiny --steps 4 --bars 1 --audio-out {audio_out}, playing, "
+          f"the knob moved every 0.25 s")
+    print(f"fuzz: hostile datagrams at {rate:g}/s for {seconds:g} s")
+    if before is None or after is None:
+        print(f"status not answered (before {before}, after {after})")
+    else:
+        print(f"underruns: {before[-1]} before the fuzz, {after[-1]} after "
+              f"(+{after[-1] - before[-1]})")
+    print(f"pings answered {answered}/{pings}"
+          + (f"; latency ms p50 {np.percentile(latencies, 50):.2f} max {max(latencies):.2f}"
+             if latencies else ""))
+    print(f"loops rendered and written during the fuzz: {loops}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=None,
@@ -143,7 +237,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--fuzz", action="store_true",
                         help="send hostile datagrams and measure /rb/ping instead")
+    parser.add_argument("--engine", action="store_true",
+                        help="with --fuzz: fuzz a running serve and count its underruns")
+    parser.add_argument("--audio-out", default="system",
+                        help="with --engine: serve's audio device (default system: JACK)")
     args = parser.parse_args()
+    if args.fuzz and args.engine:
+        fuzz_engine(args.rate or 20000.0, args.seconds, args.audio_out)
+        return
     if args.fuzz:
         fuzz(args.rate or 20000.0, args.seconds)
         return

@@ -96,9 +96,14 @@ def start_rendering(tmp_path: Path, inbox: Inbox, *extra: str) -> tuple[Serve, P
         raise
 
 
-@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGHUP, signal.SIGTERM],
-                         ids=["SIGKILL", "SIGHUP", "SIGTERM"])
-def test_the_worker_dies_with_serve_while_it_renders(tmp_path: Path, signum: int) -> None:
+@pytest.mark.parametrize(("signum", "group"),
+                         [(signal.SIGKILL, False), (signal.SIGHUP, False),
+                          (signal.SIGTERM, False), (signal.SIGTERM, True)],
+                         ids=["SIGKILL", "SIGHUP", "SIGTERM", "SIGTERM-to-the-group"])
+def test_the_worker_dies_with_serve_while_it_renders(tmp_path: Path, signum: int,
+                                                      group: bool) -> None:
+    """``group``: the signal goes to the whole process group, as `timeout` or a service manager
+    send it: the worker gets it too, and the stop is as clean (no "worker died" error)."""
     inbox = Inbox()
     serve, run_dir, found = start_rendering(tmp_path, inbox)
     try:
@@ -107,10 +112,15 @@ def test_the_worker_dies_with_serve_while_it_renders(tmp_path: Path, signum: int
         mark = inbox.mark()
         inbox.wait("/rb/progress", mark, CLIP_TIMEOUT_S, where=lambda args: args[0] < 1.0)
         assert all(alive(pid) for pid in found.values())
-        serve.signal(signum)
+        if group:
+            os.killpg(serve.sid, signum)
+        else:
+            serve.signal(signum)
         if signum != signal.SIGKILL:  # staged, as for Ctrl-C
             assert serve.wait_exit() == 0, "\n".join(serve.err[-20:])
             assert any("riffbridge: stopping" in line for line in serve.out)
+            summary = next(line for line in serve.out if line.startswith("riffbridge: stopped"))
+            assert summary.endswith(" 0 errors"), (summary, serve.err[-5:])
             _, written = summary_counts(serve.out)
             assert written >= 1
             check_run_folder(run_dir, written)

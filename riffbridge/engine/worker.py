@@ -257,7 +257,11 @@ def worker_main(settings: WorkerSettings, requests: Any, results: Any, life: Any
     # Ctrl-C in a terminal, and a hang-up when the terminal closes, reach the whole process
     # group: the engine decides when the worker stops (it drops the render in flight), and the
     # worker dies with the engine's process in any case (above).
+    # The same for SIGTERM sent to the group (`timeout`, `kill -TERM -PGID`, a service manager):
+    # serve stops in stages and closes the worker; a worker that died first was reported as an
+    # error of a clean stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if hasattr(signal, "SIGHUP"):
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
     if settings.nice and hasattr(os, "nice"):
