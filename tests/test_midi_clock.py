@@ -15,6 +15,7 @@ import pytest
 from riffbridge.control.hub import Hub
 from riffbridge.control.midi_clock import PPQN, MidiClock, fit_period, settle
 from riffbridge.control.midi_port import MidiControl
+from riffbridge.errors import ControlError
 from riffbridge.state import ClockTempo, SetParam
 
 CLOCK = mido.Message("clock")
@@ -129,6 +130,27 @@ def test_a_pause_keeps_the_tempo_and_starts_a_new_fit() -> None:
 ])
 def test_settle_prefers_whole_and_half_bpm_within_0_04(measured: float, meant: float) -> None:
     assert settle(measured) == meant
+
+
+def test_a_clock_faster_than_the_tempo_range_is_refused_once_not_on_every_pulse() -> None:
+    class CountingHub(Hub):
+        refused = 0
+
+        def submit(self, command, source="api"):  # type: ignore[no-untyped-def,override]
+            try:
+                return super().submit(command, source=source)
+            except ControlError:
+                self.refused += 1
+                raise
+
+    hub = CountingHub()
+    hub.submit(SetParam("clock", "midi"))
+    control = MidiControl(hub)
+    control(mido.Message("start"), 0.0)
+    for _, arrival, _ in pulses([(300.0, 32), (100.0, 16)], jitter=0.0, seed=1):
+        control(CLOCK, arrival)
+    assert hub.refused == 1  # 300 BPM is over the range: one refusal, not one per pulse
+    assert hub.state.bpm == 100.0  # then a tempo in range is taken
 
 
 def test_fit_period_is_ordinary_least_squares() -> None:

@@ -124,6 +124,7 @@ class MidiControl:
         self.mapper = mapper or MidiMapper()
         self.clock = MidiClock()
         self.on_clock = on_clock
+        self._refused_bpm: float | None = None  # the measured tempo the hub last refused
         hub.learner = self.mapper
 
     def __call__(self, msg: Any, t: float) -> None:
@@ -136,15 +137,19 @@ class MidiControl:
             # difference is news.
             bpm = self.clock.reported_bpm
             state = self.hub.state
-            if (bpm is not None and state.clock == "midi"
-                    and abs(state.bpm - bpm) > RESOLUTION_BPM / 2):
-                self._submit(ClockTempo(round(bpm, 2)))
+            if (bpm is not None and state.clock == "midi" and bpm != self._refused_bpm
+                    and abs(state.bpm - bpm) > RESOLUTION_BPM / 2
+                    and not self._submit(ClockTempo(round(bpm, 2)))):
+                self._refused_bpm = bpm  # out of range: said once, not on every next pulse
             return
         for command in self.mapper.handle(msg):
             self._submit(command)
 
-    def _submit(self, command: Any) -> None:
+    def _submit(self, command: Any) -> bool:
+        """Whether the hub took ``command`` (a refusal is logged)."""
         try:
             self.hub.submit(command, source="midi")
         except ControlError as exc:
             log.warning("MIDI %r refused: %s", command, exc)
+            return False
+        return True
