@@ -104,6 +104,16 @@ def test_the_first_cue_starts_on_the_grid():
     assert cue is not None and cue.at == beat and cue.quantum == 1 and cue.phase == 0.25
 
 
+def test_the_cue_preparation_budget_moves_a_boundary_that_would_come_too_soon():
+    state = EngineState(playing=True, quantum="bar")
+    cached = {key_for(state)}
+    near = BAR - EARLIEST - 100  # the next bar is just far enough ahead for an instant cue
+    cue = EngineCore(state, RATE).playback(cached.__contains__, near, 0)
+    assert cue is not None and cue.at == BAR
+    late = EngineCore(state, RATE).playback(cached.__contains__, near, 0, prepare_s=0.011)
+    assert late is not None and late.at == 2 * BAR  # 11 ms to prepare: the bar after
+
+
 def test_stop_cues_silence_play_cues_the_loop_again_and_nothing_rendered_keeps_what_plays():
     state = EngineState(playing=False, bars=1)
     core = EngineCore(state, RATE)

@@ -17,10 +17,11 @@ The rules, in one place:
   can use) is cancelled (``useless``).
 - sound: the exact render of the knob's point, else a blend of the rendered neighbours around
   it (equal-power gains, which the shell rescales by the loops' correlation), else keep what
-  plays. A new choice is cued on the next quantum boundary at least one audio block plus a
-  margin ahead of the playhead; it replaces a cue that has not sounded yet, unless that cue is
-  about to sound (then it waits for the next turn after it). A switch that sounded is reported
-  (``Switched``) with the alpha of what sounds, not the knob's.
+  plays. A new choice is cued on the next quantum boundary at least one audio block, a margin
+  and the shell's cue preparation time (the slowest recent one) ahead of the playhead; it
+  replaces a cue that has not sounded yet, unless that cue is about to sound (then it waits for
+  the next turn after it). A switch that sounded is reported (``Switched``) with the alpha of
+  what sounds, not the knob's.
 - tempo: with the internal clock the grid takes the new tempo at the switch to the loop that has
   it (the old loop plays on at the old tempo until then); an external clock re-anchors the grid
   at once on a bpm change; Link's phase is followed only when it drifts by more than 5 ms or its
@@ -246,8 +247,12 @@ class EngineCore:
         return key.at(0.5) != wanted[0].at(0.5)  # mid-path: both sides count
 
     # -- playback -------------------------------------------------------------------------------
-    def playback(self, is_cached: IsCached, frame: int, applied_token: int) -> CueDecision | None:
-        """A switch to cue now, or None. ``applied_token``: the last cue the player applied."""
+    def playback(self, is_cached: IsCached, frame: int, applied_token: int,
+                 prepare_s: float = 0.0) -> CueDecision | None:
+        """A switch to cue now, or None. ``applied_token``: the last cue the player applied;
+        ``prepare_s``: how long the shell may take to prepare the cue's audio (a loud blend takes
+        several milliseconds): the boundary is chosen that much further ahead, so that the cue
+        reaches the player before its frame and its crossfade plays whole."""
         state = self._state
         choice = choose(state, is_cached, self.alpha_grid) if state.playing else None
         if state.playing and choice is None:
@@ -256,7 +261,7 @@ class EngineCore:
                                                     round(choice.weight, 4), state.gain_db)
         if sound == self._sound:
             return None
-        earliest = frame + self.block + int(self.margin_s * self.rate)
+        earliest = frame + self.block + int((self.margin_s + prepare_s) * self.rate)
         pending = self._pending
         replaces = pending is not None and pending[0] > applied_token
         if replaces and pending is not None and pending[1] <= earliest:

@@ -72,6 +72,7 @@ log = logging.getLogger(__name__)
 
 TURN_S = 0.005  # the engine's longest sleep: how late a knob can be seen
 SOUNDED_KEPT = 8  # switches kept in ``sounded``
+PREPARE_DECAY = 0.9  # per cue: how fast the cue preparation budget forgets a slow one
 
 
 @dataclass(frozen=True)
@@ -180,6 +181,7 @@ class Engine:
         self._errors = 0
         self._last_error = ""
         self._sounded: tuple[tuple[int, int, Segment | None], ...] = ()
+        self._prepare_s = 0.0  # the budget for preparing a cue (see _cue)
         self._queued_for: tuple[tuple[LoopKey, ...], int] | None = None
         self._queued_count = 0
         self._grid = self._core.grid
@@ -278,7 +280,8 @@ class Engine:
             loop = LoopRequest(key, s.quality, s.seed_dir, s.scheduler)
             self.worker.submit(RenderRequest(loop, self.rate))
         self._emit(core.auto(player.frame))
-        decision = core.playback(self._cache.__contains__, player.frame, player.applied_token)
+        decision = core.playback(self._cache.__contains__, player.frame, player.applied_token,
+                                 self._prepare_s)
         if decision is not None:
             self._cue(decision)
             self._emit(core.clip())
@@ -338,6 +341,13 @@ class Engine:
         self._emit(ev.LoopReady(float(key.alpha), float(key.bpm), int(key.bars), msg.seconds))
 
     def _cue(self, decision: CueDecision) -> None:
+        started = time.perf_counter()
+        self._prepare(decision)
+        took = time.perf_counter() - started
+        # the budget for the next cue: the slowest recent preparation, decaying slowly
+        self._prepare_s = max(took, self._prepare_s * PREPARE_DECAY)
+
+    def _prepare(self, decision: CueDecision) -> None:
         choice, segment = decision.choice, None
         if choice is not None:
             high = None if choice.high is None else self._frames(choice.high)
