@@ -215,6 +215,7 @@ def test_a_new_subscriber_gets_the_whole_state_at_once_and_a_refresh_gets_nothin
         assert order.index("/rb/bpm") < order.index("/rb/clip")  # tempo before the clip
         client.send_message("/rb/subscribe", other.port)  # the keep-alive: no second snapshot
         sync(client, replies)
+        assert other.get() == ("/rb/pong", [])  # only the heartbeat, at the subscriber's port
         assert other.nothing()
     finally:
         other.sock.close()

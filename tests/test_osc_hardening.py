@@ -275,6 +275,7 @@ def test_subscribers_are_bounded_and_the_refusal_names_the_limit(
             for listener in listeners[:3]:  # each new one got the state once, status last
                 while listener.get()[0] != "/rb/status":
                     pass
+            assert listeners[0].get() == ("/rb/pong", [])  # the refresh: one heartbeat
             tx.send("/rb/alpha", 0.5)
             for listener in listeners[:3]:
                 assert listener.get() == ("/rb/alpha", [0.5])

@@ -409,9 +409,12 @@ class OscServer:
                 peer = (sender, r.port or self.reply_port)
                 if self.subscribe(peer):
                     # A new subscriber (a device just loaded, or this engine just restarted)
-                    # gets the whole state at once; a refresh (the keep-alive) gets nothing.
+                    # gets the whole state at once; a refresh (the keep-alive) gets one
+                    # /rb/pong at its own port: the heartbeat behind a player's connection light.
                     for address, args in self.hub.snapshot():
                         self._send_dgram(encode(address, args), peer)
+                else:
+                    self._send_dgram(encode("/rb/pong", ()), peer)
             elif isinstance(r, Unsubscribe):
                 self.unsubscribe((sender, r.port or self.reply_port))
         except ControlError as exc:
