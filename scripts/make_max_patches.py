@@ -1,4 +1,4 @@
-"""Write max_patches/ from the OSC table (riffbridge/control/osc_spec.py) and the parameter table
+"""Write max_patches/ (the Max files and the Pure Data player) from the OSC table (riffbridge/control/osc_spec.py) and the parameter table
 (riffbridge/params.py: each widget's address, type and range).
 
     .venv/bin/python scripts/make_max_patches.py          # write the files
@@ -15,6 +15,7 @@ from pathlib import Path
 
 from riffbridge.daw.amxd import pack_amxd
 from riffbridge.daw.patches import PATCHES, device_patch
+from riffbridge.daw.pd_player import player_pd
 from riffbridge.daw.render import dumps
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,6 +25,7 @@ OUT = ROOT / "max_patches"
 def generated() -> dict[str, bytes]:
     files = {name: dumps(build()).encode("utf-8") for name, build in PATCHES.items()}
     files["riffbridge.amxd"] = pack_amxd(dumps(device_patch()))
+    files["riffbridge-player.pd"] = player_pd().encode("utf-8")  # the Pure Data player
     return files
 
 

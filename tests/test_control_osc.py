@@ -17,11 +17,11 @@ from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
 from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.udp_client import SimpleUDPClient
 
+from riffbridge import params as P
 from riffbridge.control.hub import Hub
 from riffbridge.control.osc_server import MAX_PACKET_BYTES, OscServer, decode, encode
 from riffbridge.control.routes import route
 from riffbridge.errors import ControlError
-from riffbridge import params as P
 from riffbridge.state import EngineState, Play, Render, SetParam, apply
 
 LIBLO = shutil.which("oscsend") and shutil.which("oscdump")

@@ -235,7 +235,7 @@ def test_amxd_rejects_a_truncated_file() -> None:
 
 def test_committed_files_equal_the_generator_output() -> None:
     generated = _load_script("make_max_patches").generated()
-    assert sorted(generated) == sorted([*MAXPATS, "riffbridge.amxd"])
+    assert sorted(generated) == sorted([*MAXPATS, "riffbridge.amxd", "riffbridge-player.pd"])
     for name, data in generated.items():
         assert (PATCH_DIR / name).read_bytes() == data, (
             f"{name} is stale: run .venv/bin/python scripts/make_max_patches.py")
@@ -369,3 +369,19 @@ def test_every_message_a_patch_sends_is_accepted_by_the_real_server(name: str) -
         for param, value in expected.items():
             assert hub.value(param) == pytest.approx(value), param
     replies.close()
+
+
+def test_the_pd_player_speaks_only_addresses_in_the_osc_table() -> None:
+    """What the Pd player sends (``oscformat rb X``) riffbridge accepts; what it routes after
+    ``route rb`` riffbridge pushes (or is a param it pushes to subscribers)."""
+    from riffbridge.control.osc_spec import OSC_SPEC, by_address
+
+    text = (PATCH_DIR / "riffbridge-player.pd").read_text()
+    sent = re.findall(r"oscformat rb (\w+)", text)
+    assert sorted(sent) == ["subscribe", "unsubscribe"]
+    for word in sent:
+        assert by_address(f"/rb/{word}") is not None
+    pushed = {a.address for a in OSC_SPEC if a.kind in ("push", "param")}
+    (routed,) = re.findall(r"obj \d+ \d+ route (clip .*?);", text)
+    for word in routed.split():
+        assert f"/rb/{word}" in pushed, f"the Pd player routes /rb/{word}, never pushed"

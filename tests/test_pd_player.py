@@ -85,7 +85,8 @@ def write_wav24(path: Path, audio: np.ndarray) -> None:
 
 
 class PdPlayer:
-    """``pd -nogui -nosound`` with the player and a small stopper patch that, on a UDP ``stop``,
+    """``pd -nogui -nosound`` with the player and a small stopper patch that, on a UDP ``halt``,
+    stops the player's transport (``rb-run 0``, what its run toggle sends) and on ``stop``
     closes the recording and quits Pd (so the WAV header is written)."""
 
     def __init__(self, tmp: Path, engine_port: int, listen: int) -> None:
@@ -95,9 +96,10 @@ class PdPlayer:
         stopper.write_text(
             "#N canvas 0 0 300 200 12;\n"
             f"#X obj 10 10 netreceive -u {self.control};\n"
-            "#X obj 10 40 route stop;\n"
+            "#X obj 10 40 route stop halt;\n"
             "#X msg 10 70 \\; rb-record-stop bang \\; pd quit;\n"
-            "#X connect 0 0 1 0;\n#X connect 1 0 2 0;\n")
+            "#X msg 150 70 \\; rb-run 0;\n"
+            "#X connect 0 0 1 0;\n#X connect 1 0 2 0;\n#X connect 1 1 3 0;\n")
         self.lines: list[str] = []
         self.proc = subprocess.Popen(
             [str(PD), "-nogui", "-nosound", "-stderr", "-r", str(RATE),
@@ -124,6 +126,10 @@ class PdPlayer:
                 self.proc.wait(5)
         self._reader.join(5)
         return read_wav(self.record)
+
+    def halt(self) -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.sendto(b"halt;\n", ("127.0.0.1", self.control))
 
     def kill(self) -> None:
         if self.proc.poll() is None:
@@ -157,7 +163,7 @@ def test_the_pd_player_loads_only_the_idle_slot_switches_on_the_bar_and_stops(
         tmp_path: Path) -> None:
     """Synthetic clips straight to the player: a relative and a missing path are refused where
     the performer sees them; two clips inside one bar: the first never sounds, the second
-    sounds from the bar line; /rb/stop silences it."""
+    sounds from the bar line; stopping the transport silences it."""
     listen = free_udp_port()
     rng = np.random.default_rng(7)
     loop = 2 * BAR
@@ -181,7 +187,7 @@ def test_the_pd_player_loads_only_the_idle_slot_switches_on_the_bar_and_stops(
             clip(str(clips[1]))  # back to back, so no bar line can fall between them)
             clip(str(clips[2]))
             time.sleep(2.6)
-            tx.sendto(encode("/rb/stop", ()), ("127.0.0.1", listen))
+            pd.halt()
             time.sleep(1.0)
         record = pd.stop()
     finally:
@@ -198,18 +204,17 @@ def test_the_pd_player_loads_only_the_idle_slot_switches_on_the_bar_and_stops(
     assert start2 > start0 and (start2 - XFADE) % BAR == 0, f"clip 2 from frame {start2}"
     assert start0 + run0 == start2 - XFADE, "clip 0 plays unchanged up to clip 2's switch"
     assert heard_from(record, first[1], loop) == (-1, 0), "clip 1 was replaced before its bar"
-    # /rb/stop: a short fade, then silence to the end
+    # the transport stops: a short fade, then silence to the end
     silent_from = start2 + run2
     assert run2 > BAR // 2
     tail = record[silent_from + XFADE:]
-    assert len(tail) > RATE // 2 and not tail.any(), "the sound must stop after /rb/stop"
+    assert len(tail) > RATE // 2 and not tail.any(), "the sound must stop with the transport"
 
 
 def test_the_pd_player_plays_what_the_engine_renders_sample_for_sample(tmp_path: Path) -> None:
     """Pd first, then ``riffbridge serve`` (the player's keep-alive finds it); three renders;
     each clip's file sounds from a bar line, equal to the file sample for sample."""
     engine_port, listen = free_udp_port(), free_udp_port()
-    out_dir = tmp_path / "out"
     pd = PdPlayer(tmp_path, engine_port, listen)
     env = {**os.environ, "HF_HUB_OFFLINE": "1",
            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}

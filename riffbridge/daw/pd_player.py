@@ -14,9 +14,9 @@ It does what the Max player and the Live device do, in Pd vanilla 0.51+ (Debian
 - switches on the engine's quantum (``/rb/quantum``: beat, bar or the clip's loop, counted on
   its own beat clock at the clip's tempo) with a ramped crossfade (``/rb/xfade``, ``vline~``,
   sample-accurate), phase-locked: at beat ``b`` a loop of ``L`` beats plays from beat ``b mod L``;
-- follows its transport (``rb-run 1`` / ``rb-run 0``, a toggle in the patch, or ``/rb/play``
-  and ``/rb/stop`` pushed by the engine): stop fades out and silences, start resumes the
-  sounding loop (or the fresher pending one) from beat 0;
+- follows its own transport (``rb-run 1`` / ``rb-run 0``, the "run" toggle; on at load): stop
+  fades out and silences, start resumes the sounding loop (or the fresher pending one) from
+  beat 0;
 - records what it plays with ``writesf~`` (``rb-record FILE`` / ``rb-record-stop``).
 
 Pd messages it takes on its receive names (``pd -send "rb-connect 127.0.0.1 9000 9002"``):
@@ -25,6 +25,7 @@ Pd messages it takes on its receive names (``pd -send "rb-connect 127.0.0.1 9000
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 HOST = "127.0.0.1"
@@ -71,7 +72,7 @@ class PdPatch:
         return self._add(name, line_text.format(x=px, y=py))
 
     def chain(self, *names: str) -> None:
-        for a, b in zip(names, names[1:], strict=False):
+        for a, b in itertools.pairwise(names):
             self.wire(a, 0, b, 0)
 
     def wire(self, src: str, outlet: int, dst: str, inlet: int = 0) -> None:
@@ -169,7 +170,7 @@ def player_pd() -> str:
     p.wire("recv", 0, "parse")
     p.obj("parse_t", "list trim")
     p.obj("route_rb", "route rb")
-    p.obj("route", "route clip error quantum beats xfade play stop pong")
+    p.obj("route", "route clip error quantum beats xfade pong")
     p.chain("parse", "parse_t", "route_rb", "route")
     p.obj("s_clip", "s rb-clip")
     p.wire("route", 0, "s_clip")
@@ -188,10 +189,6 @@ def player_pd() -> str:
     p.obj("xf_s", "s rb_xf")
     p.wire("route", 4, "xf_ms")
     p.chain("xf_ms", "xf_s")
-    p.msg("play_m", "\\; rb-run 1")
-    p.wire("route", 5, "play_m")
-    p.msg("stop_m", "\\; rb-run 0")
-    p.wire("route", 6, "stop_m")
     # the connection light: on with anything from riffbridge, off LIGHT_MS after the last word
     p.obj("heard", "t b b")
     p.wire("parse", 0, "heard")
@@ -397,8 +394,8 @@ def player_pd() -> str:
     p.msg("fade_in", "\\; rb-gain\\$1 0 \\, 1 \\$2")
     p.wire("resume_pack", 0, "fade_in")
     # 2. a pending clip switches on the quantum: a beat, a bar, or its own loop
-    p.obj("due", "expr rb_pend && (rb_beat % if(rb_q == 0 \\, 1 \\, if(rb_q == 1 \\, rb_bpb \\, rb_bpb * "
-          "if(rb_play == 0 \\, rb_bars1 \\, rb_bars0)))) == 0")
+    p.obj("due", "expr rb_pend && (rb_beat % if(rb_q == 0 \\, 1 \\, if(rb_q == 1 \\, rb_bpb "
+          "\\, rb_bpb * if(rb_play == 0 \\, rb_bars1 \\, rb_bars0)))) == 0")
     p.obj("due_sel", "sel 1")
     p.obj("switch_s", "s rb-switch")
     p.wire("tick_t", 2, "due")
@@ -408,8 +405,9 @@ def player_pd() -> str:
     p.obj("sounding_sel", "sel 1")
     p.wire("tick_t", 1, "sounding")
     p.chain("sounding", "sounding_sel")
-    p.obj("phase", "expr rb_play \\; min(fmod(rb_beat \\, rb_bpb * if(rb_play == 1 \\, rb_bars1 \\, "
-          "rb_bars0)) * 60 * rb_sr / rb_bpm \\, if(rb_play == 1 \\, rb_n1 \\, rb_n0) - 1) \\; "
+    p.obj("phase", "expr rb_play \\; min(fmod(rb_beat \\, rb_bpb * if(rb_play == 1 \\, "
+          "rb_bars1 \\, rb_bars0)) * 60 * rb_sr / rb_bpm \\, "
+          "if(rb_play == 1 \\, rb_n1 \\, rb_n0) - 1) \\; "
           "if(rb_play == 1 \\, rb_n1 \\, rb_n0) \\; rb_sr")
     p.wire("sounding_sel", 0, "phase")
     p.obj("ramp", "expr \\$f1 \\; \\$f2 - 0.5 \\; \\$f3 - 0.5 \\; (\\$f3 - \\$f2) * 1000 / \\$f4")
