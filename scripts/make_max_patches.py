@@ -1,5 +1,6 @@
-"""Write max_patches/ (the Max files and the Pure Data player) from the OSC table (riffbridge/control/osc_spec.py) and the parameter table
-(riffbridge/params.py: each widget's address, type and range).
+"""Write max_patches/ (the Max files and the Pure Data player) from the OSC table
+(riffbridge/control/osc_spec.py) and the parameter table (riffbridge/params.py: each widget's
+address, type and range).
 
     .venv/bin/python scripts/make_max_patches.py          # write the files
     .venv/bin/python scripts/make_max_patches.py --check  # exit 1 if a committed file differs
