@@ -15,12 +15,21 @@ import sys
 from pathlib import Path
 
 from riffbridge.daw.amxd import pack_amxd
-from riffbridge.daw.patches import PATCHES, device_patch
+from riffbridge.daw.patches import PATCHES, device_controls_table, device_patch
 from riffbridge.daw.pd_player import player_pd
 from riffbridge.daw.render import dumps
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "max_patches"
+QUICKSTART = ROOT / "docs" / "quickstart.md"
+BEGIN, END = "<!-- device-controls:begin -->\n", "<!-- device-controls:end -->"
+
+
+def quickstart(text: str) -> str:
+    """docs/quickstart.md with the device's control table regenerated between its markers."""
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    return head + BEGIN + device_controls_table() + END + tail
 
 
 def generated() -> dict[str, bytes]:
@@ -44,6 +53,13 @@ def main() -> int:
         OUT.mkdir(exist_ok=True)
         path.write_bytes(data)
         print(f"wrote {path.relative_to(ROOT)} ({len(data)} bytes)")
+    doc = QUICKSTART.read_text(encoding="utf-8")
+    if quickstart(doc) != doc:
+        if args.check:
+            stale.append("docs/quickstart.md")
+        else:
+            QUICKSTART.write_text(quickstart(doc), encoding="utf-8")
+            print(f"wrote {QUICKSTART.relative_to(ROOT)} (the device's control table)")
     if stale:
         print(f"out of date: {', '.join(stale)}; run scripts/make_max_patches.py", file=sys.stderr)
         return 1

@@ -312,6 +312,9 @@ def test_committed_files_equal_the_generator_output() -> None:
     for name, data in generated.items():
         assert (PATCH_DIR / name).read_bytes() == data, (
             f"{name} is stale: run .venv/bin/python scripts/make_max_patches.py")
+    script = _load_script("make_max_patches")
+    doc = (ROOT / "docs" / "quickstart.md").read_text(encoding="utf-8")
+    assert script.quickstart(doc) == doc, "docs/quickstart.md's device table is stale"
 
 
 def _addresses_fed(boxes: dict[str, dict[str, Any]], lines: list[tuple[str, int, str, int]],

@@ -365,8 +365,14 @@ def device_params() -> list[P.Param]:
     return [p for p in P.LIVE if p.osc and p.name not in DEVICE_SKIP]
 
 
+# Live parameter names where the param's own name would read worse (short names: 12 chars).
+DEVICE_NAMES = {"seed_a": "seed A", "seed_b": "seed B", "prompt_a": "prompt A",
+                "prompt_b": "prompt B", "beats_per_bar": "beats/bar",
+                "gain_db": "engine gain"}
+
+
 def long_name(param: P.Param) -> str:
-    return LABELS.get(param.name, param.name.replace("_", " "))
+    return DEVICE_NAMES.get(param.name, param.name.replace("_", " "))
 
 
 def short_name(param: P.Param) -> str:
@@ -645,3 +651,34 @@ PATCHES = {
     "riffbridge-control.maxpat": control_patch,
     "riffbridge-player.maxpat": player_patch,
 }
+
+
+def device_controls_table() -> str:
+    """The Markdown table of every device control and its Live parameter (docs/quickstart.md,
+    written between markers by scripts/make_max_patches.py)."""
+    rows = ["| control | Live parameter (long / short name) | kind | range | sends |",
+            "| --- | --- | --- | --- | --- |"]
+    for param in device_params():
+        values = valueof(param)
+        if param.choices:
+            kind, span = "live.menu", ", ".join(param.choices)
+        elif param.kind == "str":
+            kind, span = "text field, stored in a pattr", "text"
+        else:
+            kind = "live.numbox" if param.kind == "int" else "live.dial"
+            lo, hi = live_range(param)
+            unit = f" {param.unit}" if param.unit else ""
+            span = (f"{int(lo)} .. {int(hi)}{unit}" if param.kind == "int"
+                    else f"{lo:g} .. {hi:g}{unit}")
+        rows.append(f"| {long_name(param)} | {values['parameter_longname']} / "
+                    f"{values['parameter_shortname']} | {kind} | {span} | `{param.osc}` |")
+    for address in COMMANDS:
+        name = address.rsplit("/", 1)[1]
+        rows.append(f"| {name} | {name} / {name} | live.text (button) | - | `{address}` |")
+    rows.append("| reconnect | reconnect / reconnect | live.text (button) | - | "
+                "`/rb/unsubscribe`, `/rb/subscribe` |")
+    rows.append(f"| osc port | osc port / osc port | live.numbox | 1 .. 65535 (default "
+                f"{OSC_PORT}) | where riffbridge listens |")
+    rows.append("| output | output / output | live.gain~ with meter | -70 .. 6 dB | the loop's "
+                "level (the track's input passes unchanged) |")
+    return "\n".join(rows) + "\n"
