@@ -73,7 +73,8 @@ def ticks(first_bar: int, bars: int) -> list[list[Any]]:
     return ops
 
 
-def test_two_clips_in_one_bar_load_only_the_idle_buffer_and_the_last_sounds_on_the_bar(tmp_path: Path) -> None:
+def test_two_clips_in_one_bar_load_only_the_idle_buffer_and_the_last_sounds_on_the_bar(
+        tmp_path: Path) -> None:
     ops: list[list[Any]] = [["clip", "/loops/A.wav", 0.0, 120.0, 2], ["loaded", 0]]
     ops += ticks(1, 1)
     ops += [["clip", "/loops/B.wav", 0.5, 120.0, 2], ["loaded", 1],
