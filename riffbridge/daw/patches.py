@@ -1,5 +1,7 @@
 """The three Max patchers, built from the OSC table: a control panel, a clip player, and the
-Max for Live device that combines both and sends Live's tempo.
+Max for Live device (every device param a Live parameter, the player locked to Live's
+transport, Live's tempo sent to riffbridge). The players' switching logic is
+``max_patches/riffbridge-player.js``; the Pure Data player is ``riffbridge.daw.pd_player``.
 
 Every OSC message a patch sends is a message box whose text starts with the address, and each
 address is looked up in ``OSC_SPEC`` here, so a renamed address fails the build, not the gig.
@@ -99,10 +101,11 @@ def _param_row(p: Patcher, ports: _Ports, x: float, y: float, param: P.Param,
     present.extend([(lab, px, py), (box, px + 70, py)])
 
 
-def _control(p: Patcher, ports: _Ports, x: float, live: bool,
+def _control(p: Patcher, ports: _Ports, x: float,
              present: list[tuple[str, float, float]]) -> None:
-    """The control panel: prompts, seeds, alpha, bpm, bars, denoise, guidance, transport
-    buttons, status and the last error."""
+    """The stand-alone control panel: prompts, seeds, alpha, bpm, bars, denoise, guidance,
+    transport buttons, status and the last error. (The Live device builds its controls from
+    the parameter table instead: ``_device_controls``.)"""
     y = 20.0
     p.comment("riffbridge control: udpsend 127.0.0.1 9000, replies on 9001", (x, y), width=380.0)
     y += 30
@@ -131,9 +134,7 @@ def _control(p: Patcher, ports: _Ports, x: float, live: bool,
         present.extend([(lab, 10.0, py), (edit, 80.0, py)])
         y += 125
 
-    names = ["seed_a", "seed_b", "bars", "denoise", "guidance"]
-    if not live:  # in Live the device sends Live's tempo instead
-        names.insert(2, "bpm")
+    names = ["seed_a", "seed_b", "bpm", "bars", "denoise", "guidance"]
     py = 55.0
     for name in names:
         _param_row(p, ports, x, y, P.BY_NAME[name], present, 10.0, py)
@@ -145,25 +146,14 @@ def _control(p: Patcher, ports: _Ports, x: float, live: bool,
     alpha = _address(param)
     lo, hi = _alpha_range()
     lab = p.comment(LABELS["alpha"], (x, y), width=90.0)
-    if live:
-        dial = p.add("live.dial", (x + 95, y), width=44.0, height=48.0, parameter_enable=1,
-                     varname="alpha", saved_attribute_attributes={"valueof": {
-                         "parameter_longname": "alpha", "parameter_shortname": "alpha",
-                         "parameter_type": 0, "parameter_mmin": lo, "parameter_mmax": hi,
-                         "parameter_initial_enable": 1,
-                         "parameter_initial": [float(param.default)],
-                         "parameter_unitstyle": 1}})
-        send = p.msg(f"{alpha} $1", (x + 150, y))
-        p.connect(dial, 0, send)
-    else:
-        # Max's dial counts 0 .. size-1 in steps of 1: 0 .. 100, divided down to 0 .. alpha's max.
-        if lo != 0.0:
-            raise ConfigError(f"the panel's alpha dial starts at 0, the table's alpha at {lo:g}")
-        dial = p.add("dial", (x + 95, y), width=40.0, height=40.0, size=101.0)
-        scale = p.obj(f"/ {_max_float(100.0 / hi)}", (x + 150, y))
-        send = p.msg(f"{alpha} $1", (x + 150, y + 30))
-        p.connect(dial, 0, scale)
-        p.connect(scale, 0, send)
+    # Max's dial counts 0 .. size-1 in steps of 1: 0 .. 100, divided down to 0 .. alpha's max.
+    if lo != 0.0:
+        raise ConfigError(f"the panel's alpha dial starts at 0, the table's alpha at {lo:g}")
+    dial = p.add("dial", (x + 95, y), width=40.0, height=40.0, size=101.0)
+    scale = p.obj(f"/ {_max_float(100.0 / hi)}", (x + 150, y))
+    send = p.msg(f"{alpha} $1", (x + 150, y + 30))
+    p.connect(dial, 0, scale)
+    p.connect(scale, 0, send)
     p.connect(send, 0, ports.send)
     present.extend([(lab, 160.0, 55.0), (dial, 170.0, 75.0)])
     y += 65
@@ -304,7 +294,7 @@ def control_patch() -> dict[str, Any]:
     send = p.obj(f"udpsend {HOST} {OSC_PORT}", (600.0, 20.0))
     receive = p.obj(f"udpreceive {REPLY_PORT}", (600.0, 60.0))
     ports = _Ports(send, receive, (start, 0))
-    _control(p, ports, 20.0, live=False, present=[])
+    _control(p, ports, 20.0, present=[])
     keep = p.obj(f"metro {KEEPALIVE_MS}", (450.0, 20.0))  # re-subscribe: see _subscription
     on = p.msg("1", (450.0, 50.0))
     p.connect(start, 0, on)
