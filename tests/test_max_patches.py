@@ -230,6 +230,31 @@ def test_the_js_logic_declares_the_inlets_and_outlets_the_table_gives_it() -> No
         assert re.search(rf"^outlets = {outlets};$", text, re.M), script
 
 
+def test_the_device_sends_the_sets_values_before_it_follows_riffbridges_pushes() -> None:
+    """The params' route sits behind a gate that opens only after /rb/status (the end of the
+    state a new subscriber gets) has made every control send its value, and that closes when
+    the connection light goes out."""
+    doc = PATCHERS["riffbridge.amxd"]
+    boxes, lines = _boxes(doc), _lines(doc)
+    gate = next(i for i, b in boxes.items() if b.get("text") == "gate 1")
+    (params_route,) = [d for s, _, d, _ in lines if s == gate]
+    assert boxes[params_route]["text"].startswith("route /rb/prompt/a")
+    main = next(i for i, b in boxes.items() if b.get("text", "").startswith("route /rb/clip"))
+    words = boxes[main]["text"].split()[1:]
+    synced = next(d for s, o, d, _ in lines if s == main and o == words.index("/rb/status"))
+    assert boxes[synced]["text"] == "t b b"
+    banged = {d for s, o, d, _ in lines if s == synced and o == 1}
+    from riffbridge.daw.patches import device_params
+
+    assert len(banged) == len(device_params())
+    opens = [d for s, o, d, _ in lines if s == synced and o == 0]
+    assert [boxes[d]["text"] for d in opens] == ["1"]
+    assert (opens[0], 0, gate, 0) in lines
+    closers = {s for s, _, d, i in lines if d == gate and i == 0 and boxes[s]["text"] == "0"}
+    timers = {s for s, _, d, _ in lines if d in closers and boxes[s]["text"] == "del 5000"}
+    assert timers, "the connection light's timer closes the gate"
+
+
 def test_the_device_has_the_top_level_keys_max_writes_and_every_control_is_a_parameter(
         ) -> None:
     from riffbridge.daw.patches import AMXD_AUDIO_EFFECT, device_params, long_name
@@ -371,10 +396,10 @@ def test_every_numeric_widget_has_its_params_range_from_the_table(name: str) -> 
         entry = by_address(addresses[0])
         assert entry is not None and entry.param is not None, addresses
         param = P.BY_NAME[entry.param]
-        # fed by something other than riffbridge's echo ("set": shown, not sent on) or the
-        # device's load bang (which sends the value saved with the set)
+        # fed by something other than riffbridge's echo ("set": shown, not sent on) or a bang
+        # (the device's load, a new connection: the control sends the value saved with the set)
         if any(dst == box_id and boxes[src].get("text") not in (
-                "prepend set", "prepend setsymbol", "live.thisdevice")
+                "prepend set", "prepend setsymbol", "live.thisdevice", "t b b")
                for src, _, dst, _ in lines):
             assert "minimum" not in box and "maximum" not in box, box
             shown.add(param.name)

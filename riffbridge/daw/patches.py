@@ -183,9 +183,10 @@ KEEPALIVE_MS = 2000  # re-subscribe this often: a riffbridge started later or re
 LIGHT_MS = 5000  # the connection light goes out this long after the last /rb/pong
 
 
-def _subscription(p: Patcher, ports: _Ports, x: float, y: float, reply_port: int) -> str:
+def _subscription(p: Patcher, ports: _Ports, x: float, y: float,
+                  reply_port: int) -> tuple[str, str]:
     """Unsubscribe and subscribe at load (a new subscriber gets the whole state), then
-    re-subscribe every KEEPALIVE_MS; returns the box that bangs a reconnect."""
+    re-subscribe every KEEPALIVE_MS; returns the box that bangs a reconnect and the metro."""
     again = p.obj("t b b", (x, y))
     p.connect(ports.start[0], ports.start[1], again)
     unsub = p.msg(f"{_incoming('/rb/unsubscribe')} {reply_port}", (x + 150, y + 30))
@@ -199,11 +200,12 @@ def _subscription(p: Patcher, ports: _Ports, x: float, y: float, reply_port: int
     p.connect(ports.start[0], ports.start[1], on)
     p.connect(on, 0, keep)
     p.connect(keep, 0, sub)
-    return again
+    return again, keep
 
 
-def _light(p: Patcher, route: str, outlet: int, x: float, y: float) -> str:
-    """A toggle lit by each /rb/pong (the keep-alive's answer), out LIGHT_MS after the last."""
+def _light(p: Patcher, route: str, outlet: int, x: float, y: float) -> tuple[str, str]:
+    """A toggle lit by each /rb/pong (the keep-alive's answer), out LIGHT_MS after the last;
+    returns it and the "0" box that puts it out (riffbridge went away)."""
     heard = p.obj("t b b", (x, y))
     p.connect(route, outlet, heard)
     on = p.msg("1", (x, y + 30))
@@ -215,7 +217,7 @@ def _light(p: Patcher, route: str, outlet: int, x: float, y: float) -> str:
     p.connect(wait, 0, off)
     p.connect(on, 0, light)
     p.connect(off, 0, light)
-    return light
+    return light, off
 
 
 def _player(p: Patcher, ports: _Ports, x: float, buffers: tuple[str, str],
@@ -318,7 +320,7 @@ def player_patch() -> dict[str, Any]:
                   (20.0, 100.0))
     p.connect(receive, 0, route)
     _subscription(p, ports, 20.0, 560.0, PLAYER_PORT)
-    _light(p, route, 3, 250.0, 560.0)
+    _light(p, route, 3, 250.0, 560.0)  # the stand-alone player has no param controls
     p.comment("connected (lit while riffbridge answers)", (280.0, 650.0), width=250.0)
     errors = p.obj("prepend set", (20.0, 140.0))
     p.connect(route, 4, errors)
@@ -430,17 +432,33 @@ def _live_control(p: Patcher, param: P.Param, xy: tuple[float, float]) -> tuple[
 
 
 def _device_controls(p: Patcher, ports: _Ports, x: float,
-                     present: list[tuple[str, float, float]]) -> tuple[str, dict[str, int],
-                                                                      list[str]]:
+                     present: list[tuple[str, float, float]]
+                     ) -> tuple[str, dict[str, int], list[str], str]:
     """Every device param a Live parameter that sends its OSC address and shows riffbridge's
-    pushes; returns (the route of riffbridge's pushes, the outlet of each address there, the
-    parameters' ids in order)."""
+    pushes; returns (the route of what the device always takes, the outlet of each address
+    there, the parameters' ids in order, the gate before the params' route)."""
     params = device_params()
-    routed = [*(_address(q) for q in params), _pushed("/rb/clip"), _pushed("/rb/error"),
-              _pushed("/rb/pong")]
-    route = p.obj("route " + " ".join(routed), (x, 20.0))
-    p.connect(ports.receive, 0, route)
+    # What the device always takes, and the params riffbridge pushes, behind a gate: the set's
+    # values win. The gate opens once riffbridge's state has arrived (/rb/status ends the
+    # snapshot a new subscriber gets) and the device has sent its own values over it; it
+    # closes when the connection light goes out (a restarted riffbridge starts from its
+    # defaults, which must not overwrite the set's).
+    always = [_pushed("/rb/clip"), _pushed("/rb/error"), _pushed("/rb/pong"),
+              _pushed("/rb/status"), _address(P.BY_NAME["quantum"]),
+              _address(P.BY_NAME["xfade"])]
+    main = p.obj("route " + " ".join(always), (x, 20.0))
+    p.connect(ports.receive, 0, main)
+    gate = p.obj("gate 1", (x + 400, 20.0))
+    p.connect(main, len(always), gate, 1)
+    for address in always[4:]:  # the player needs these at once; the controls after the gate
+        again = p.obj(f"prepend {address}", (x + 400 + 100 * always.index(address), 0.0))
+        p.connect(main, always.index(address), again)
+        p.connect(again, 0, gate, 1)
+    routed = [_address(q) for q in params]
+    route = p.obj("route " + " ".join(routed), (x, 40.0))
+    p.connect(gate, 0, route)
     outlet_of = {address: k for k, address in enumerate(routed)}
+    main_of = {address: k for k, address in enumerate(always)}
     ids: list[str] = []
     y = 60.0
     px, py = 5.0, 5.0
@@ -494,7 +512,15 @@ def _device_controls(p: Patcher, ports: _Ports, x: float,
         p.connect(command, 0, ports.send)
         present.append((button, 720.0, 5.0 + 25.0 * k))
         ids.append(button)
-    return route, outlet_of, ids
+    synced = p.obj("t b b", (x + 400, 60.0))
+    p.connect(main, main_of[_pushed("/rb/status")], synced)
+    for box_id in ids[:len(params)]:
+        p.connect(synced, 1, box_id)  # send the set's values ...
+    opened = p.msg("1", (x + 400, 90.0))
+    p.connect(synced, 0, opened)
+    p.connect(opened, 0, gate)  # ... then follow riffbridge's pushes
+    return main, {**main_of, **{a: k for a, k in outlet_of.items() if a not in main_of}}, \
+        ids, gate
 
 
 def _parameters(p: Patcher, ids: list[str]) -> dict[str, Any]:
@@ -529,7 +555,7 @@ def device_patch() -> dict[str, Any]:
     send = p.obj(f"udpsend {HOST} {OSC_PORT}", (600.0, 20.0))
     receive = p.obj(f"udpreceive {REPLY_PORT}", (600.0, 60.0))
     ports = _Ports(send, receive, (start, 0))
-    route, outlet_of, ids = _device_controls(p, ports, 20.0, present)
+    route, outlet_of, ids, gate = _device_controls(p, ports, 20.0, present)
     p.obj("live.banks", (20.0, 1800.0))
 
     # riffbridge's host and port, saved with the set; a change reconnects.
@@ -549,7 +575,7 @@ def device_patch() -> dict[str, Any]:
     port_msg = p.msg("port $1", (x + 150, 50.0))
     p.connect(port, 0, port_msg)
     p.connect(port_msg, 0, send)
-    again = _subscription(p, ports, x, 120.0, REPLY_PORT)
+    again, keep = _subscription(p, ports, x, 120.0, REPLY_PORT)
     p.connect(host_msg, 0, again)
     p.connect(port_msg, 0, again)
     reconnect = p.add("live.text", (x + 300, 20.0), width=70.0, height=20.0, parameter_enable=1,
@@ -560,7 +586,8 @@ def device_patch() -> dict[str, Any]:
                           "parameter_mmax": 1, "parameter_modmode": 0,
                           "parameter_invisible": 1}})
     p.connect(reconnect, 0, again)
-    light = _light(p, route, outlet_of[_pushed("/rb/pong")], x + 300, 120.0)
+    light, dark = _light(p, route, outlet_of[_pushed("/rb/pong")], x + 300, 120.0)
+    p.connect(dark, 0, gate)  # riffbridge went away: the set's values win when it is back
     present.extend([(host, 560.0, 90.0), (port, 690.0, 90.0), (reconnect, 745.0, 90.0),
                     (light, 720.0, 90.0)])
     errors = p.obj("prepend set", (x, 300.0))
@@ -584,6 +611,7 @@ def device_patch() -> dict[str, Any]:
     p.connect(tempo, 0, bpm)
     p.connect(bpm, 0, send)
     p.connect(again, 0, tempo)
+    p.connect(keep, 0, tempo)
     lab = p.comment("Live tempo", (x + 130, 110.0), width=80.0)
     present.extend([(lab, 560.0, 140.0), (tempo, 640.0, 140.0)])
 
