@@ -562,9 +562,20 @@ def device_patch() -> dict[str, Any]:
     x = 1600.0
     host = p.add("textedit", (x, 20.0), width=120.0, keymode=1, lines=1, text=HOST)
     host_text = p.obj("route text", (x, 50.0))
+    host_sym = p.obj("tosymbol", (x, 65.0))
+    host_store = p.obj("pattr osc_host", (x + 60, 65.0), parameter_enable=1, varname="osc_host",
+                       saved_attribute_attributes={"valueof": {
+                           "parameter_longname": "osc host", "parameter_shortname": "osc host",
+                           "parameter_type": 3, "parameter_invisible": 1,
+                           "parameter_modmode": 0}})
     host_msg = p.msg("host $1", (x, 80.0))
+    host_shown = p.obj("prepend set", (x + 60, 95.0))
     p.connect(host, 0, host_text)
-    p.connect(host_text, 0, host_msg)
+    p.connect(host_text, 0, host_sym)
+    p.connect(host_sym, 0, host_store)  # kept with the set; restored at load
+    p.connect(host_store, 0, host_msg)
+    p.connect(host_store, 0, host_shown)
+    p.connect(host_shown, 0, host)
     p.connect(host_msg, 0, send)
     port = p.add("live.numbox", (x + 150, 20.0), width=50.0, height=15.0, parameter_enable=1,
                  varname="osc_port", saved_attribute_attributes={"valueof": {
@@ -695,6 +706,8 @@ def device_controls_table() -> str:
         rows.append(f"| {name} | {name} / {name} | live.text (button) | - | `{address}` |")
     rows.append("| reconnect | reconnect / reconnect | live.text (button) | - | "
                 "`/rb/unsubscribe`, `/rb/subscribe` |")
+    rows.append(f"| osc host | osc host / osc host | text field, stored in a pattr | "
+                f"address (default {HOST}) | where riffbridge runs |")
     rows.append(f"| osc port | osc port / osc port | live.numbox | 1 .. 65535 (default "
                 f"{OSC_PORT}) | where riffbridge listens |")
     rows.append("| output | output / output | live.gain~ with meter | -70 .. 6 dB | the loop's "
