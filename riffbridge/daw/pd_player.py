@@ -1,6 +1,6 @@
 """The Pure Data player/controller (``max_patches/riffbridge-player.pd``), as data.
 
-It does what the Max player and the Live device do, in Pd vanilla 0.51+ (Debian
+It does what the Max player and the Live device do, in Pd vanilla 0.52+ (the `file` object) (Debian
 ``puredata-core``), with no externals:
 
 - subscribes to riffbridge (``/rb/subscribe PORT``) at load and every ``KEEPALIVE_MS`` again,
