@@ -1,7 +1,7 @@
 """The Pure Data player/controller (``max_patches/riffbridge-player.pd``), as data.
 
-It does what the Max player and the Live device do, in Pd vanilla 0.52+ (the `file` object) (Debian
-``puredata-core``), with no externals:
+It does what the Max player and the Live device do, in Pd vanilla 0.52+ (it uses ``file
+isfile``; Debian ``puredata-core``), with no externals:
 
 - subscribes to riffbridge (``/rb/subscribe PORT``) at load and every ``KEEPALIVE_MS`` again,
   so a riffbridge started later, or restarted, is picked up without touching the patch; each
