@@ -17,11 +17,12 @@ from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
 from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.udp_client import SimpleUDPClient
 
+from riffbridge import params as P
 from riffbridge.control.hub import Hub
 from riffbridge.control.osc_server import MAX_PACKET_BYTES, OscServer, decode, encode
 from riffbridge.control.routes import route
 from riffbridge.errors import ControlError
-from riffbridge.state import EngineState, Render, SetParam, apply
+from riffbridge.state import EngineState, Play, Render, SetParam, apply
 
 LIBLO = shutil.which("oscsend") and shutil.which("oscdump")
 needs_liblo = pytest.mark.skipif(
@@ -173,6 +174,8 @@ def test_subscribers_see_every_change_whoever_made_it(
     try:
         client.send_message("/rb/subscribe", other.port)
         sync(client, replies)
+        other.wait_for("/rb/status")  # the snapshot a new subscriber gets (tested below)
+        other.drain()
         client.send_message("/rb/alpha", 0.5)  # from OSC
         assert other.wait_for("/rb/alpha") == [0.5]
         hub.submit(Render(), source="engine")  # no state change: nothing pushed
@@ -185,6 +188,54 @@ def test_subscribers_see_every_change_whoever_made_it(
         client.send_message("/rb/alpha", 0.1)
         sync(client, replies)
         assert other.nothing()
+    finally:
+        other.sock.close()
+
+
+def test_a_new_subscriber_gets_the_whole_state_at_once_and_a_refresh_gets_nothing(
+        server: OscServer, client: SimpleUDPClient, replies: Listener, hub: Hub) -> None:
+    hub.submit(SetParam("alpha", 0.25), source="midi")
+    hub.push("/rb/clip", "/tmp/stale.wav", 0.0, 120.0, 2)  # pushed while stopped ...
+    hub.submit(Play(), source="osc")
+    hub.push("/rb/clip", "/abs/loop.wav", 0.25, 120.0, 2)  # ... and the one that sounds
+    other = Listener()
+    try:
+        client.send_message("/rb/subscribe", other.port)
+        got: dict[str, list[Any]] = {}
+        order: list[str] = []
+        while "/rb/clip" not in got:
+            address, args = other.get()
+            got[address] = args
+            order.append(address)
+        for param in P.LIVE:
+            if param.osc:
+                assert param.osc in got, f"{param.osc} missing from the snapshot"
+        assert got["/rb/alpha"] == [0.25] and got["/rb/bpm"] == [120.0]
+        assert got["/rb/clip"] == ["/abs/loop.wav", 0.25, 120.0, 2]
+        assert order.index("/rb/bpm") < order.index("/rb/clip")  # tempo before the clip
+        client.send_message("/rb/subscribe", other.port)  # the keep-alive: no second snapshot
+        sync(client, replies)
+        assert other.get() == ("/rb/pong", [])  # only the heartbeat, at the subscriber's port
+        assert other.nothing()
+    finally:
+        other.sock.close()
+
+
+def test_a_stopped_engine_sends_no_clip_to_a_new_subscriber(
+        server: OscServer, client: SimpleUDPClient, replies: Listener, hub: Hub) -> None:
+    hub.push("/rb/clip", "/abs/loop.wav", 0.25, 120.0, 2)
+    other = Listener()
+    try:
+        client.send_message("/rb/subscribe", other.port)
+        sync(client, replies)
+        addresses = []
+        while True:
+            address, _ = other.get(1.0)
+            addresses.append(address)
+            if address == "/rb/status":
+                break
+        assert "/rb/bpm" in addresses
+        assert other.nothing(), "a stopped engine must not hand out a clip to play"
     finally:
         other.sock.close()
 

@@ -95,14 +95,15 @@ def test_every_patchline_joins_existing_boxes_within_their_counts(name: str) -> 
         assert 0 <= inlet < boxes[dst]["numinlets"], (dst, inlet)
         # A signal outlet may only feed a signal object (names ending in ~).
         if boxes[src]["outlettype"][outlet] == "signal":
-            assert boxes[dst]["text"].split()[0].endswith("~"), (src, dst)
+            kind = boxes[dst].get("text", boxes[dst]["maxclass"]).split()[0]
+            assert kind.endswith("~"), (src, dst)
 
 
 def _source_type(boxes: dict[str, dict[str, Any]], lines: list[tuple[str, int, str, int]],
                  target: str) -> set[str]:
     """OSC type tags of what arrives at a message box's left inlet, from the boxes feeding it."""
     tags = set()
-    for src, _outlet, dst, inlet in lines:
+    for src, outlet, dst, inlet in lines:
         if dst != target or inlet != 0:
             continue
         box = boxes[src]
@@ -110,10 +111,11 @@ def _source_type(boxes: dict[str, dict[str, Any]], lines: list[tuple[str, int, s
         text = box.get("text", "")
         if cls == "flonum" or cls == "live.dial" or (text.startswith("/ ") and "." in text):
             tags.add("f")
-        elif cls == "number":
+        elif cls in ("number", "live.numbox"):  # a live.numbox of parameter_type 1 (int)
             tags.add("i")
-        elif text == "tosymbol":
-            tags.add("s")
+        elif text == "tosymbol" or text.startswith("pattr ") or (cls == "live.menu"
+                                                                  and outlet == 1):
+            tags.add("s")  # a pattr holds what tosymbol gave it; live.menu's outlet 1: the item
         else:
             tags.add(f"?{cls}:{text}")
     return tags
@@ -183,13 +185,109 @@ def test_control_panel_subscribes_on_load_and_shows_status_and_errors() -> None:
         assert command in texts
 
 
-def test_player_alternates_two_buffers_and_switches_on_the_bar() -> None:
-    boxes = _boxes(PATCHERS["riffbridge-player.maxpat"])
+@pytest.mark.parametrize("name", ["riffbridge-player.maxpat", "riffbridge.amxd"])
+def test_player_loads_through_the_logic_and_follows_the_transport(name: str) -> None:
+    """Each clip goes to the js logic, which alone addresses the two buffer~s, groove~s and
+    line~ ramps; the transport's quarter notes tick it, its state stops it."""
+    boxes, lines = _boxes(PATCHERS[name]), _lines(PATCHERS[name])
     texts = [b.get("text", "") for b in boxes.values()]
-    assert "route /rb/clip" in texts and "unpack s f f i" in texts
-    assert sorted(t for t in texts if t.startswith("buffer~")) == ["buffer~ rbA", "buffer~ rbB"]
-    assert "metro 1n @quantize 1n @active 1" in texts
-    assert "/rb/subscribe 9002" in texts and "udpreceive 9002" in texts
+    logic = next(i for i, b in boxes.items() if b.get("text") == "js riffbridge-player.js")
+    fed = {(o, boxes[d].get("text", "")) for s, o, d, _ in lines if s == logic}
+    names = ("rbA", "rbB") if name.endswith(".maxpat") else ("---rbA", "---rbB")
+    for k, buf in enumerate(names):
+        assert (k, f"buffer~ {buf}") in fed
+        assert (2 + k, f"groove~ {buf} 2 @loop 1") in fed
+        assert (4 + k, "line~") in fed
+    into = {boxes[s].get("text", "") for s, _, d, _ in lines if d == logic}
+    for prefix in ("prepend clip", "prepend bar", "prepend beat", "prepend timesig",
+                   "prepend run", "prepend quantum", "prepend xfade", "loaded 0", "loaded 1"):
+        assert prefix in into, prefix
+    assert "metro 4n @active 1 @quantize 4n" in texts
+    assert not any(t.startswith("selector~") for t in texts), "an unramped switch"
+    port = 9002 if name.endswith(".maxpat") else 9001
+    assert f"/rb/subscribe {port}" in texts and f"udpreceive {port}" in texts
+    assert f"metro {2000}" in texts  # the keep-alive re-subscribes
+
+
+def test_the_stand_alone_player_sets_max_tempo_and_runs_max_transport() -> None:
+    boxes, lines = _boxes(PATCHERS["riffbridge-player.maxpat"]), _lines(
+        PATCHERS["riffbridge-player.maxpat"])
+    logic = next(i for i, b in boxes.items() if b.get("text") == "js riffbridge-player.js")
+    tempo = next(d for s, o, d, _ in lines if s == logic and o == 7)
+    assert boxes[tempo]["text"] == "prepend tempo"
+    assert [boxes[d]["text"] for s, _, d, _ in lines if s == tempo] == ["transport"]
+    toggle = next(i for i, b in boxes.items() if b["maxclass"] == "toggle"
+                  and any(boxes[d].get("text") == "transport" for s, _, d, _ in lines if s == i))
+    assert toggle
+
+
+def test_the_js_logic_declares_the_inlets_and_outlets_the_table_gives_it() -> None:
+    from riffbridge.daw.maxpatch import JS_IO
+
+    for script, (inlets, outlets) in JS_IO.items():
+        text = (PATCH_DIR / script).read_text()
+        assert re.search(rf"^inlets = {inlets};$", text, re.M), script
+        assert re.search(rf"^outlets = {outlets};$", text, re.M), script
+
+
+def test_the_device_sends_the_sets_values_before_it_follows_riffbridges_pushes() -> None:
+    """The params' route sits behind a gate that opens only after /rb/status (the end of the
+    state a new subscriber gets) has made every control send its value, and that closes when
+    the connection light goes out."""
+    doc = PATCHERS["riffbridge.amxd"]
+    boxes, lines = _boxes(doc), _lines(doc)
+    gate = next(i for i, b in boxes.items() if b.get("text") == "gate 1")
+    (params_route,) = [d for s, _, d, _ in lines if s == gate]
+    assert boxes[params_route]["text"].startswith("route /rb/prompt/a")
+    main = next(i for i, b in boxes.items() if b.get("text", "").startswith("route /rb/clip"))
+    words = boxes[main]["text"].split()[1:]
+    synced = next(d for s, o, d, _ in lines if s == main and o == words.index("/rb/status"))
+    assert boxes[synced]["text"] == "t b b"
+    banged = {d for s, o, d, _ in lines if s == synced and o == 1}
+    from riffbridge.daw.patches import device_params
+
+    assert len(banged) == len(device_params())
+    opens = [d for s, o, d, _ in lines if s == synced and o == 0]
+    assert [boxes[d]["text"] for d in opens] == ["1"]
+    assert (opens[0], 0, gate, 0) in lines
+    closers = {s for s, _, d, i in lines if d == gate and i == 0 and boxes[s]["text"] == "0"}
+    timers = {s for s, _, d, _ in lines if d in closers and boxes[s]["text"] == "del 5000"}
+    assert timers, "the connection light's timer closes the gate"
+
+
+def test_the_device_has_the_top_level_keys_max_writes_and_every_control_is_a_parameter(
+        ) -> None:
+    from riffbridge.daw.patches import AMXD_AUDIO_EFFECT, device_params, long_name
+
+    patcher = PATCHERS["riffbridge.amxd"]["patcher"]
+    for key in ("fileversion", "appversion", "rect", "openrect", "boxes", "lines", "parameters",
+                "latency", "is_mpe", "project", "autosave", "saved_attribute_attributes"):
+        assert key in patcher, key
+    assert patcher["project"]["amxdtype"] == AMXD_AUDIO_EFFECT
+    params = patcher["parameters"]
+    boxes = _boxes(PATCHERS["riffbridge.amxd"])
+    enabled = {i for i, b in boxes.items() if b.get("parameter_enable") == 1}
+    assert set(params) - {"parameterbanks", "inherited_shortname"} == enabled
+    for box_id in enabled:
+        values = boxes[box_id]["saved_attribute_attributes"]["valueof"]
+        assert params[box_id] == [values["parameter_longname"], values["parameter_shortname"], 0]
+        assert len(values["parameter_shortname"]) <= 12
+        if values["parameter_type"] == 2:
+            assert values["parameter_mmax"] == len(values["parameter_enum"]) - 1
+    longnames = [v[0] for k, v in params.items() if k in enabled]
+    assert len(longnames) == len(set(longnames)), "Live needs unique parameter names"
+    # every device param is a Live parameter, and Push's banks hold every non-text one
+    shown = {boxes[i]["saved_attribute_attributes"]["valueof"]["parameter_longname"]
+             for i in enabled}
+    banked = [n for bank in params["parameterbanks"].values() for n in bank["parameters"]
+              if n != "-"]
+    for param in device_params():
+        assert long_name(param) in shown, param.name
+        if param.kind != "str" or param.choices:
+            assert long_name(param) in banked, param.name
+    assert all(len(bank["parameters"]) == 8 for bank in params["parameterbanks"].values())
+    assert "live.banks" in {b.get("text") for b in boxes.values()}
+    assert any(b["maxclass"] == "live.gain~" for b in boxes.values())
 
 
 def test_device_sends_live_tempo_and_outputs_audio() -> None:
@@ -235,10 +333,13 @@ def test_amxd_rejects_a_truncated_file() -> None:
 
 def test_committed_files_equal_the_generator_output() -> None:
     generated = _load_script("make_max_patches").generated()
-    assert sorted(generated) == sorted([*MAXPATS, "riffbridge.amxd"])
+    assert sorted(generated) == sorted([*MAXPATS, "riffbridge.amxd", "riffbridge-player.pd"])
     for name, data in generated.items():
         assert (PATCH_DIR / name).read_bytes() == data, (
             f"{name} is stale: run .venv/bin/python scripts/make_max_patches.py")
+    script = _load_script("make_max_patches")
+    doc = (ROOT / "docs" / "quickstart.md").read_text(encoding="utf-8")
+    assert script.quickstart(doc) == doc, "docs/quickstart.md's device table is stale"
 
 
 def _addresses_fed(boxes: dict[str, dict[str, Any]], lines: list[tuple[str, int, str, int]],
@@ -259,13 +360,21 @@ def _addresses_fed(boxes: dict[str, dict[str, Any]], lines: list[tuple[str, int,
     return found
 
 
-NUMERIC_WIDGETS = ("number", "flonum", "dial", "live.dial")
+NUMERIC_WIDGETS = ("number", "flonum", "dial", "live.dial", "live.numbox")
 _PANEL = {"seed_a", "seed_b", "bars", "denoise", "guidance", "alpha"}
+
+
+def _device_numeric() -> set[str]:
+    from riffbridge.daw.patches import device_params
+
+    return {p.name for p in device_params() if p.kind in ("int", "float")}
+
+
 # By patch: the params the performer sets with a widget, and those a widget only passes on.
 PARAM_WIDGETS: dict[str, tuple[set[str], set[str]]] = {
     "riffbridge-control.maxpat": (_PANEL | {"bpm"}, set()),
     "riffbridge-player.maxpat": (set(), set()),
-    "riffbridge.amxd": (_PANEL, {"bpm"}),  # Live's tempo goes to /rb/bpm as it is
+    "riffbridge.amxd": (_device_numeric(), {"bpm"}),  # Live's tempo goes to /rb/bpm as it is
 }
 
 
@@ -281,11 +390,17 @@ def test_every_numeric_widget_has_its_params_range_from_the_table(name: str) -> 
         if box["maxclass"] not in NUMERIC_WIDGETS:
             continue
         addresses = _addresses_fed(boxes, lines, box_id)
+        if not addresses and box.get("varname") == "osc_port":
+            continue  # the device's own setting: where riffbridge listens (udpsend's port)
         assert len(addresses) == 1, (box_id, addresses)
         entry = by_address(addresses[0])
         assert entry is not None and entry.param is not None, addresses
         param = P.BY_NAME[entry.param]
-        if any(dst == box_id for _, _, dst, _ in lines):
+        # fed by something other than riffbridge's echo ("set": shown, not sent on) or a bang
+        # (the device's load, a new connection: the control sends the value saved with the set)
+        if any(dst == box_id and boxes[src].get("text") not in (
+                "prepend set", "prepend setsymbol", "live.thisdevice", "t b b")
+               for src, _, dst, _ in lines):
             assert "minimum" not in box and "maximum" not in box, box
             shown.add(param.name)
             continue
@@ -296,11 +411,14 @@ def test_every_numeric_widget_has_its_params_range_from_the_table(name: str) -> 
             assert box.get("maximum") == param.maximum, (param.name, box.get("maximum"))
             number_type = int if param.kind == "int" else float
             assert all(isinstance(box[k], number_type) for k in ("minimum", "maximum") if k in box)
-        elif cls == "live.dial":
+        elif cls in ("live.dial", "live.numbox"):
+            from riffbridge.daw.patches import LIVE_INT_MAX
+
             values = box["saved_attribute_attributes"]["valueof"]
-            assert (values["parameter_mmin"], values["parameter_mmax"]) == (
-                param.minimum, param.maximum)
+            top = param.maximum if param.kind == "float" else min(param.maximum, LIVE_INT_MAX)
+            assert (values["parameter_mmin"], values["parameter_mmax"]) == (param.minimum, top)
             assert values["parameter_initial"] == [param.default]
+            assert values["parameter_type"] == {"int": 1, "float": 0}[param.kind]
         else:  # a Max dial counts 0 .. size-1; the "/ N." box after it scales that to the range
             scaler = next(boxes[d]["text"] for s, _, d, _ in lines if s == box_id)
             divisor = float(scaler.split()[1])
@@ -315,6 +433,8 @@ def _value_for(tag: str, address: str) -> Any:
     """A valid value of the type a patch sends, inside the param's range."""
     entry = by_address(address)
     assert entry is not None
+    if entry.choices:
+        return entry.choices[-1]
     lo = entry.minimum if entry.minimum is not None else 0.0
     hi = entry.maximum if entry.maximum is not None else lo + 2.0
     if tag == "f":
@@ -369,3 +489,19 @@ def test_every_message_a_patch_sends_is_accepted_by_the_real_server(name: str) -
         for param, value in expected.items():
             assert hub.value(param) == pytest.approx(value), param
     replies.close()
+
+
+def test_the_pd_player_speaks_only_addresses_in_the_osc_table() -> None:
+    """What the Pd player sends (``oscformat rb X``) riffbridge accepts; what it routes after
+    ``route rb`` riffbridge pushes (or is a param it pushes to subscribers)."""
+    from riffbridge.control.osc_spec import OSC_SPEC, by_address
+
+    text = (PATCH_DIR / "riffbridge-player.pd").read_text()
+    sent = re.findall(r"oscformat rb (\w+)", text)
+    assert sorted(sent) == ["subscribe", "unsubscribe"]
+    for word in sent:
+        assert by_address(f"/rb/{word}") is not None
+    pushed = {a.address for a in OSC_SPEC if a.kind in ("push", "param")}
+    (routed,) = re.findall(r"obj \d+ \d+ route (clip .*?);", text)
+    for word in routed.split():
+        assert f"/rb/{word}" in pushed, f"the Pd player routes /rb/{word}, never pushed"

@@ -272,6 +272,10 @@ def test_subscribers_are_bounded_and_the_refusal_names_the_limit(
             tx.send("/rb/subscribe", listeners[0].port)  # a refresh is not a new one
             ping(tx, replies)
             assert server.subscribers() == {("127.0.0.1", lst.port) for lst in listeners[:3]}
+            for listener in listeners[:3]:  # each new one got the state once, status last
+                while listener.get()[0] != "/rb/status":
+                    pass
+            assert listeners[0].get() == ("/rb/pong", [])  # the refresh: one heartbeat
             tx.send("/rb/alpha", 0.5)
             for listener in listeners[:3]:
                 assert listener.get() == ("/rb/alpha", [0.5])
@@ -297,6 +301,8 @@ def test_silent_subscribers_expire_and_any_datagram_keeps_one_alive(
         ping(near, replies)  # anything from 127.0.0.1 keeps its subscriber alive
         now[0] = 400.0
         assert server.subscribers() == {("127.0.0.1", other.port)}
+        while other.get()[0] != "/rb/status":  # the state it got when it subscribed
+            pass
         hub.submit(SetParam("alpha", 0.5), source="engine")
         assert other.get() == ("/rb/alpha", [0.5])
         now[0] = 501.0

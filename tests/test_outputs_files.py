@@ -313,3 +313,12 @@ def test_a_loop_that_never_lands_is_given_up_once_and_counted(
     assert news.errors[1].endswith("(2 loops not written this run)")
     assert [p.name for p in folder.run_dir.glob("*.wav")] == ["0001_fine_128bpm_4bars.wav"]
     assert not [p for p in visible(tmp_path) if ".part" in p]
+
+
+def test_a_relative_output_folder_hands_out_absolute_paths(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """/rb/clip carries the written path: another program (Max, Pd, a DAW) resolves a relative
+    one against its own folder and finds nothing, so the folder is made absolute at start."""
+    monkeypatch.chdir(tmp_path)
+    folder = OutputFolder("out")
+    assert folder.root == tmp_path / "out" and folder.run_dir.is_absolute()

@@ -45,6 +45,9 @@ log = logging.getLogger(__name__)
 
 ADDRESS_OF_PARAM = {e.param: e.address for e in OSC_SPEC if e.kind == "param" and e.param}
 
+# Pushes a new subscriber is sent again (``snapshot``): the sounding clip and what plays.
+REMEMBERED = ("/rb/clip", "/rb/playing")
+
 Sink = Callable[[str, tuple[Any, ...]], None]
 
 
@@ -99,6 +102,7 @@ class Hub:
         self.pattern_names = frozenset(pattern_names) if pattern_names is not None else None
         self.learner: Learner | None = None
         self._status_numbers: StatusNumbers | None = None
+        self._last_push: dict[str, tuple[Any, ...]] = {}  # the latest of each REMEMBERED push
 
     # ---- reading ----
     @property
@@ -123,6 +127,21 @@ class Hub:
                 log.exception("status provider failed")
         return ("playing" if state.playing else "stopped", float(state.bpm), float(state.alpha),
                 queued, cached, underruns)
+
+    def snapshot(self) -> list[tuple[str, tuple[Any, ...]]]:
+        """Everything a new subscriber needs at once, in the order to apply it: every param
+        with an OSC address (the tempo among them), the status, then, while playing, the loop
+        that sounds (its latest /rb/clip and /rb/playing)."""
+        state = self._state
+        messages: list[tuple[str, tuple[Any, ...]]] = [
+            (address, (getattr(state, name),)) for name, address in ADDRESS_OF_PARAM.items()]
+        messages.append(("/rb/status", self.status()))
+        if state.playing:
+            with self._lock:
+                last = dict(self._last_push)
+            messages.extend((address, last[address]) for address in REMEMBERED
+                            if address in last)
+        return messages
 
     # ---- wiring ----
     def add_listener(self, listener: Callable[[Change], None]) -> None:
@@ -154,6 +173,8 @@ class Hub:
         /rb/clip, /rb/playing, /rb/progress."""
         with self._lock:
             sinks = list(self._sinks)
+            if address in REMEMBERED:
+                self._last_push[address] = tuple(args)
         for sink in sinks:
             try:
                 sink(address, tuple(args))

@@ -210,8 +210,9 @@ class OscServer:
             self._expire_locked()
             return set(self._subscribers)
 
-    def subscribe(self, peer: Peer) -> None:
-        """Add ``peer`` or refresh it; ``ControlError`` when ``max_subscribers`` are there."""
+    def subscribe(self, peer: Peer) -> bool:
+        """Add ``peer`` or refresh it; whether it is new. ``ControlError`` when
+        ``max_subscribers`` are there."""
         with self._sub_lock:
             self._expire_locked()
             if peer not in self._subscribers and len(self._subscribers) >= self.max_subscribers:
@@ -220,7 +221,9 @@ class OscServer:
                     f"unsubscribe one (/rb/unsubscribe), let it expire (subscriber_ttl "
                     f"{self.subscriber_ttl:g} s), or start riffbridge with a higher "
                     f"--max-subscribers")
+            new = peer not in self._subscribers
             self._subscribers[peer] = self._clock()
+        return new
 
     def unsubscribe(self, peer: Peer) -> None:
         with self._sub_lock:
@@ -403,7 +406,15 @@ class OscServer:
             elif isinstance(r, StatusRequest):
                 self.reply(sender, "/rb/status", *self.hub.status())
             elif isinstance(r, Subscribe):
-                self.subscribe((sender, r.port or self.reply_port))
+                peer = (sender, r.port or self.reply_port)
+                if self.subscribe(peer):
+                    # A new subscriber (a device just loaded, or this engine just restarted)
+                    # gets the whole state at once; a refresh (the keep-alive) gets one
+                    # /rb/pong at its own port: the heartbeat behind a player's connection light.
+                    for address, args in self.hub.snapshot():
+                        self._send_dgram(encode(address, args), peer)
+                else:
+                    self._send_dgram(encode("/rb/pong", ()), peer)
             elif isinstance(r, Unsubscribe):
                 self.unsubscribe((sender, r.port or self.reply_port))
         except ControlError as exc:

@@ -56,8 +56,10 @@ OSC_SPEC: tuple[OscAddress, ...] = (
     OscAddress("/rb/preset", "s", "command", "recall a preset by name"),
     OscAddress("/rb/preset/save", "s", "command", "store the current settings as a preset"),
     OscAddress("/rb/subscribe", "i", "command",
-               "add the sender as a subscriber (at port, default the reply port); send it again "
-               "within the subscriber TTL to stay subscribed", optional=True),
+               "add the sender as a subscriber (at port, default the reply port): a new one "
+               "gets every param, the status and the sounding clip at once; send it again "
+               "within the subscriber TTL to stay subscribed (each refresh is answered with "
+               "/rb/pong at that port)", optional=True),
     OscAddress("/rb/unsubscribe", "i", "command",
                "remove the sender as a subscriber (at port, default the reply port)",
                optional=True),

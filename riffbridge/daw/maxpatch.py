@@ -31,9 +31,33 @@ def _fixed(inlets: int, outlettype: tuple[str, ...]) -> Callable[[list[str]], Bo
 
 
 def _route(args: list[str]) -> BoxIO:
-    # maxpat: "route text" -> 2 inlets, 2 outlets; one outlet per argument plus the reject outlet.
+    # maxpat (Max 7+): one inlet per argument (the right ones replace that argument) plus the
+    # left one, one outlet per argument plus the reject outlet: "route text" -> 2 in, 2 out;
+    # "route /pitch /gatedpitch /amplitude /quality" -> 5 in, 5 out; "route /quat_viz /quat
+    # /lin_accel /gyro /stability /activity /steps" -> 8 in, 8 out (public Max-saved .maxpat
+    # files, found by their box text). Max 5 files wrote 1 inlet; Max 8 reads ours as Max 7+.
     n = len(args) + 1
-    return BoxIO(2, n, ("",) * n)
+    return BoxIO(n, n, ("",) * n)
+
+
+def _select(args: list[str]) -> BoxIO:
+    # CPU Reporter.amxd (Ableton/maxdevtools, saved by Max 8): "sel 0" -> 2 in, ["bang", ""];
+    # "sel 0 1" -> 3 in, ["bang", "bang", ""]; "sel 0 1 2 3" -> 5 in, 5 out.
+    n = len(args) + 1
+    return BoxIO(n, n, ("bang",) * len(args) + ("",))
+
+
+# The js scripts riffbridge ships, with the inlets and outlets each declares (``inlets = N;``,
+# ``outlets = N;``): Max sizes a js box from its script (Test.amxd, Ableton/maxdevtools:
+# "js TestScript" -> 1 in, 1 out, [""]). tests/test_max_patches.py reads the declarations.
+JS_IO: dict[str, tuple[int, int]] = {"riffbridge-player.js": (1, 8)}
+
+
+def _js(args: list[str]) -> BoxIO:
+    if not args or args[0] not in JS_IO:
+        raise ConfigError(f"js {' '.join(args)}: not a script riffbridge ships (JS_IO)")
+    inlets, outlets = JS_IO[args[0]]
+    return BoxIO(inlets, outlets, ("",) * outlets)
 
 
 _UNPACK_TYPES = {"s": "", "f": "float", "i": "int", "l": ""}
@@ -103,6 +127,16 @@ NEWOBJ: dict[str, Callable[[list[str]], BoxIO]] = {
     "sig~": _fixed(1, ("signal",)),  # maxpat: "sig~ 1" -> 1 in, ["signal"]
     "selector~": _selector,
     "dac~": _fixed(2, ()),  # maxpat: "dac~" -> 2 in, 0 out
+    "sel": _select,
+    "js": _js,
+    # CPU Reporter.amxd (Ableton/maxdevtools): "qmetro 100" -> 2 in, ["bang"]; "del 1000" ->
+    # 2 in, ["bang"]; "live.banks" -> 1 in, [""].
+    "qmetro": _fixed(2, ("bang",)),
+    "del": _fixed(2, ("bang",)),
+    "live.banks": _fixed(1, ("",)),
+    "pattr": _fixed(1, ("", "", "")),  # Test.amxd (Ableton/maxdevtools): "pattr test" -> 1, 3
+    "line~": _fixed(2, ("signal", "bang")),  # maxpat (Max 7+): "line~" -> 2 in, 2 out
+    "*~": _fixed(2, ("signal",)),  # maxpat (Max 7+): "*~" -> 2 in, ["signal"]
     "plugin~": _fixed(2, ("signal", "signal")),  # maxpat: "plugin~" -> 2 in, 2 signal out
     "plugout~": _fixed(2, ("signal", "signal")),  # maxpat: "plugout~" -> 2 in, 2 signal out
     # maxpat: "live.thisdevice" -> 1 in, ["bang", "int", "int"]; outlet 0 bangs when ready.
@@ -119,6 +153,14 @@ UI: dict[str, BoxIO] = {
     "number": BoxIO(1, 2, ("", "bang")),  # maxpat (Max 8+): number -> ["", "bang"]
     "toggle": BoxIO(1, 1, ("int",)),  # maxpat: toggle -> 1 in, ["int"]
     "live.dial": BoxIO(1, 2, ("", "float")),  # maxpat: live.dial -> 1 in, ["", "float"]
+    # Test.amxd (Ableton/maxdevtools, Max 8): live.numbox -> 1 in, ["", "float"]; live.menu ->
+    # 1 in, ["", "", "float"]; live.text -> 1 in, ["", ""].
+    "live.numbox": BoxIO(1, 2, ("", "float")),
+    "live.menu": BoxIO(1, 3, ("", "", "float")),
+    "live.text": BoxIO(1, 2, ("", "")),
+    # maxpat (Max 8 devices): stereo live.gain~ -> 2 in, ["signal", "signal", "", "float",
+    # "list"] (the last two: the gain in dB, the meter levels)
+    "live.gain~": BoxIO(2, 5, ("signal", "signal", "", "float", "list")),
 }
 
 

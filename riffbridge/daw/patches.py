@@ -1,5 +1,7 @@
 """The three Max patchers, built from the OSC table: a control panel, a clip player, and the
-Max for Live device that combines both and sends Live's tempo.
+Max for Live device (every device param a Live parameter, the player locked to Live's
+transport, Live's tempo sent to riffbridge). The players' switching logic is
+``max_patches/riffbridge-player.js``; the Pure Data player is ``riffbridge.daw.pd_player``.
 
 Every OSC message a patch sends is a message box whose text starts with the address, and each
 address is looked up in ``OSC_SPEC`` here, so a renamed address fails the build, not the gig.
@@ -99,10 +101,11 @@ def _param_row(p: Patcher, ports: _Ports, x: float, y: float, param: P.Param,
     present.extend([(lab, px, py), (box, px + 70, py)])
 
 
-def _control(p: Patcher, ports: _Ports, x: float, live: bool,
+def _control(p: Patcher, ports: _Ports, x: float,
              present: list[tuple[str, float, float]]) -> None:
-    """The control panel: prompts, seeds, alpha, bpm, bars, denoise, guidance, transport
-    buttons, status and the last error."""
+    """The stand-alone control panel: prompts, seeds, alpha, bpm, bars, denoise, guidance,
+    transport buttons, status and the last error. (The Live device builds its controls from
+    the parameter table instead: ``_device_controls``.)"""
     y = 20.0
     p.comment("riffbridge control: udpsend 127.0.0.1 9000, replies on 9001", (x, y), width=380.0)
     y += 30
@@ -131,9 +134,7 @@ def _control(p: Patcher, ports: _Ports, x: float, live: bool,
         present.extend([(lab, 10.0, py), (edit, 80.0, py)])
         y += 125
 
-    names = ["seed_a", "seed_b", "bars", "denoise", "guidance"]
-    if not live:  # in Live the device sends Live's tempo instead
-        names.insert(2, "bpm")
+    names = ["seed_a", "seed_b", "bpm", "bars", "denoise", "guidance"]
     py = 55.0
     for name in names:
         _param_row(p, ports, x, y, P.BY_NAME[name], present, 10.0, py)
@@ -145,25 +146,14 @@ def _control(p: Patcher, ports: _Ports, x: float, live: bool,
     alpha = _address(param)
     lo, hi = _alpha_range()
     lab = p.comment(LABELS["alpha"], (x, y), width=90.0)
-    if live:
-        dial = p.add("live.dial", (x + 95, y), width=44.0, height=48.0, parameter_enable=1,
-                     varname="alpha", saved_attribute_attributes={"valueof": {
-                         "parameter_longname": "alpha", "parameter_shortname": "alpha",
-                         "parameter_type": 0, "parameter_mmin": lo, "parameter_mmax": hi,
-                         "parameter_initial_enable": 1,
-                         "parameter_initial": [float(param.default)],
-                         "parameter_unitstyle": 1}})
-        send = p.msg(f"{alpha} $1", (x + 150, y))
-        p.connect(dial, 0, send)
-    else:
-        # Max's dial counts 0 .. size-1 in steps of 1: 0 .. 100, divided down to 0 .. alpha's max.
-        if lo != 0.0:
-            raise ConfigError(f"the panel's alpha dial starts at 0, the table's alpha at {lo:g}")
-        dial = p.add("dial", (x + 95, y), width=40.0, height=40.0, size=101.0)
-        scale = p.obj(f"/ {_max_float(100.0 / hi)}", (x + 150, y))
-        send = p.msg(f"{alpha} $1", (x + 150, y + 30))
-        p.connect(dial, 0, scale)
-        p.connect(scale, 0, send)
+    # Max's dial counts 0 .. size-1 in steps of 1: 0 .. 100, divided down to 0 .. alpha's max.
+    if lo != 0.0:
+        raise ConfigError(f"the panel's alpha dial starts at 0, the table's alpha at {lo:g}")
+    dial = p.add("dial", (x + 95, y), width=40.0, height=40.0, size=101.0)
+    scale = p.obj(f"/ {_max_float(100.0 / hi)}", (x + 150, y))
+    send = p.msg(f"{alpha} $1", (x + 150, y + 30))
+    p.connect(dial, 0, scale)
+    p.connect(scale, 0, send)
     p.connect(send, 0, ports.send)
     present.extend([(lab, 160.0, 55.0), (dial, 170.0, 75.0)])
     y += 65
@@ -188,69 +178,116 @@ def _control(p: Patcher, ports: _Ports, x: float, live: bool,
         y += 60
 
 
+JS = "riffbridge-player.js"  # max_patches/riffbridge-player.js: the switching logic
+KEEPALIVE_MS = 2000  # re-subscribe this often: a riffbridge started later or restarted finds us
+LIGHT_MS = 5000  # the connection light goes out this long after the last /rb/pong
+
+
+def _subscription(p: Patcher, ports: _Ports, x: float, y: float,
+                  reply_port: int) -> tuple[str, str]:
+    """Unsubscribe and subscribe at load (a new subscriber gets the whole state), then
+    re-subscribe every KEEPALIVE_MS; returns the box that bangs a reconnect and the metro."""
+    again = p.obj("t b b", (x, y))
+    p.connect(ports.start[0], ports.start[1], again)
+    unsub = p.msg(f"{_incoming('/rb/unsubscribe')} {reply_port}", (x + 150, y + 30))
+    sub = p.msg(f"{_incoming('/rb/subscribe')} {reply_port}", (x, y + 60))
+    p.connect(again, 1, unsub)
+    p.connect(again, 0, sub)
+    p.connect(unsub, 0, ports.send)
+    p.connect(sub, 0, ports.send)
+    keep = p.obj(f"metro {KEEPALIVE_MS}", (x + 150, y + 60))
+    on = p.msg("1", (x + 150, y + 90))
+    p.connect(ports.start[0], ports.start[1], on)
+    p.connect(on, 0, keep)
+    p.connect(keep, 0, sub)
+    return again, keep
+
+
+def _light(p: Patcher, route: str, outlet: int, x: float, y: float) -> tuple[str, str]:
+    """A toggle lit by each /rb/pong (the keep-alive's answer), out LIGHT_MS after the last;
+    returns it and the "0" box that puts it out (riffbridge went away)."""
+    heard = p.obj("t b b", (x, y))
+    p.connect(route, outlet, heard)
+    on = p.msg("1", (x, y + 30))
+    wait = p.obj(f"del {LIGHT_MS}", (x + 60, y + 30))
+    off = p.msg("0", (x + 60, y + 60))
+    light = p.add("toggle", (x, y + 90), width=20.0, height=20.0)
+    p.connect(heard, 1, on)
+    p.connect(heard, 0, wait)
+    p.connect(wait, 0, off)
+    p.connect(on, 0, light)
+    p.connect(off, 0, light)
+    return light, off
+
+
 def _player(p: Patcher, ports: _Ports, x: float, buffers: tuple[str, str],
-            outputs: tuple[str, str]) -> None:
-    """Loads each /rb/clip into one of two alternating buffer~s and switches to it at the next
-    bar line of the transport; both groove~s loop, so the loop plays on until the next clip."""
+            outputs: tuple[str, str], route: str, clip_outlet: int,
+            settings: dict[str, tuple[str, int]]) -> tuple[str, str, str]:
+    """Two buffer~/groove~ slots driven by the switching logic in ``JS``: a clip loads only into
+    the slot that is not sounding, switches on the quantum of the transport (Live's in the
+    device) with two line~ ramps, the sounding loop's position follows the transport's beat.
+    Returns (the js box, its display message box, the tempo outlet's box)."""
     y = 20.0
-    p.comment("riffbridge player: /rb/clip -> buffer A/B, switch at the next bar", (x, y),
-              width=400.0)
+    p.comment("riffbridge player: /rb/clip -> the idle slot; switch on the quantum, ramped",
+              (x, y), width=420.0)
     y += 30
-    clip = _pushed("/rb/clip")
-    route = p.obj(f"route {clip}", (x, y))
-    p.connect(ports.receive, 0, route)
-    fields = p.obj("unpack " + " ".join(_PUSHED[clip].args), (x, y + 30))
-    p.connect(route, 0, fields)
-    order = p.obj("t s b", (x, y + 60))
-    p.connect(fields, 0, order)
-    flip = p.obj("counter 1 2", (x + 120, y + 90))
-    p.connect(order, 1, flip)
-    load = p.msg("replace $1", (x, y + 120))
-    p.connect(order, 0, load)
-    which = p.obj("gate 2", (x, y + 150))
-    p.connect(flip, 0, which, 0)
-    p.connect(load, 0, which, 1)
-    pending = p.obj("i", (x + 120, y + 150))
-    p.connect(flip, 0, pending, 1)
-    y += 190
+    logic = p.obj(f"js {JS}", (x, y + 120), width=200.0)
+    clip = p.obj("prepend clip", (x, y + 90))
+    p.connect(route, clip_outlet, clip)
+    p.connect(clip, 0, logic)
+    for word, (box, outlet) in settings.items():  # quantum, xfade: as the engine has them
+        pre = p.obj(f"prepend {word}", (x + 120, y + 90))
+        p.connect(box, outlet, pre)
+        p.connect(pre, 0, logic)
 
-    ready = p.msg("1", (x + 260, y + 40))
-    grooves = []
+    # The transport's beat: metro @active 1 runs while the transport (Live's) runs, on its
+    # quarter notes; transport reports the bar and beat (outlets fire right to left: the bar,
+    # outlet 0, comes last and is the tick).
+    beats = p.obj("metro 4n @active 1 @quantize 4n", (x + 260, y))
+    where = p.obj("transport", (x + 260, y + 30))
+    p.connect(beats, 0, where)
+    for outlet, word in ((5, "timesig"), (1, "beat"), (0, "bar")):
+        pre = p.obj(f"prepend {word}", (x + 260 + 70 * (2 - min(outlet, 2)), y + 60))
+        p.connect(where, outlet, pre)
+        p.connect(pre, 0, logic)
+    # Stop: poll the transport's state (outlet 6) and pass on its changes.
+    poll = p.obj("qmetro 50", (x + 480, y))
+    on = p.msg("1", (x + 480, y - 25))
+    p.connect(ports.start[0], ports.start[1], on)
+    p.connect(on, 0, poll)
+    state = p.obj("transport", (x + 480, y + 30))
+    p.connect(poll, 0, state)
+    changed = p.obj("change", (x + 480, y + 60))
+    p.connect(state, 6, changed)
+    run = p.obj("prepend run", (x + 480, y + 90))
+    p.connect(changed, 0, run)
+    p.connect(run, 0, logic)
+    y += 170
+
+    mix: list[tuple[str, int]] = []
     for k, name in enumerate(buffers):
-        buf = p.obj(f"buffer~ {name}", (x + 130 * k, y))
-        p.connect(which, k, buf)
-        p.connect(buf, 1, ready)  # the right outlet bangs when the file is read
-        grooves.append(p.obj(f"groove~ {name} 2 @loop 1", (x + 130 * k, y + 120)))
-    y += 40
-
-    # A bar clock locked to the transport: metro with a note-value interval, quantised to 1n.
-    bars = p.obj("metro 1n @quantize 1n @active 1", (x, y))
-    armed = p.obj("gate 1", (x, y + 30))
-    p.connect(ready, 0, armed, 0)
-    p.connect(bars, 0, armed, 1)
-    switch = p.obj("t b b b", (x, y + 60))
-    p.connect(armed, 0, switch)
-    disarm = p.msg("0", (x + 260, y + 60))
-    p.connect(switch, 2, disarm)
-    p.connect(disarm, 0, armed, 0)
-    restart = p.msg("0", (x + 130, y + 60))
-    p.connect(switch, 1, restart)
-    p.connect(switch, 0, pending)
-    speed = p.obj("sig~ 1", (x + 200, y + 60))
-    for groove in grooves:
-        p.connect(restart, 0, groove)
+        bx = x + 200 * k
+        buf = p.obj(f"buffer~ {name}", (bx, y))
+        p.connect(logic, k, buf)
+        loaded = p.msg(f"loaded {k}", (bx, y + 30))
+        p.connect(buf, 1, loaded)  # the right outlet bangs when the file is read
+        p.connect(loaded, 0, logic)
+        groove = p.obj(f"groove~ {name} 2 @loop 1", (bx, y + 90))
+        speed = p.obj("sig~ 1", (bx + 100, y + 60))
         p.connect(speed, 0, groove)
-    y += 120
-
-    left = p.obj("selector~ 2", (x, y))
-    right = p.obj("selector~ 2", (x + 130, y))
-    p.connect(pending, 0, left, 0)
-    p.connect(pending, 0, right, 0)
-    for k, groove in enumerate(grooves):
-        p.connect(groove, 0, left, k + 1)
-        p.connect(groove, 1, right, k + 1)
-    p.connect(left, 0, outputs[0], 0)
-    p.connect(right, 0, outputs[1], 1)
+        p.connect(logic, 2 + k, groove)  # the position in ms, on each beat
+        ramp = p.obj("line~", (bx + 100, y + 90))
+        p.connect(logic, 4 + k, ramp)
+        for ch in (0, 1):
+            amp = p.obj("*~", (bx + 60 * ch, y + 130))
+            p.connect(groove, ch, amp)
+            p.connect(ramp, 0, amp, 1)
+            mix.append((amp, ch))
+    for amp, ch in mix:
+        p.connect(amp, 0, outputs[ch], ch)
+    shown = p.msg("", (x, y + 170), width=400.0)
+    p.connect(logic, 6, shown)
+    return logic, shown, where
 
 
 def control_patch() -> dict[str, Any]:
@@ -258,40 +295,320 @@ def control_patch() -> dict[str, Any]:
     start = p.obj("loadbang", (20.0, 20.0))
     send = p.obj(f"udpsend {HOST} {OSC_PORT}", (600.0, 20.0))
     receive = p.obj(f"udpreceive {REPLY_PORT}", (600.0, 60.0))
-    _control(p, _Ports(send, receive, (start, 0)), 20.0, live=False, present=[])
+    ports = _Ports(send, receive, (start, 0))
+    _control(p, ports, 20.0, present=[])
+    keep = p.obj(f"metro {KEEPALIVE_MS}", (450.0, 20.0))  # re-subscribe: see _subscription
+    on = p.msg("1", (450.0, 50.0))
+    p.connect(start, 0, on)
+    p.connect(on, 0, keep)
+    again = p.msg(_incoming("/rb/subscribe"), (450.0, 80.0))
+    p.connect(keep, 0, again)
+    p.connect(again, 0, send)
     return p.to_dict()
 
 
 def player_patch() -> dict[str, Any]:
+    """The stand-alone Max player: follows Max's transport (the run toggle), sets its tempo to
+    each clip's as it switches, plays through dac~."""
     p = Patcher()
     start = p.obj("loadbang", (20.0, 20.0))
     send = p.obj(f"udpsend {HOST} {OSC_PORT}", (20.0, 700.0))
-    receive = p.obj(f"udpreceive {PLAYER_PORT}", (450.0, 20.0))
-    sub = p.msg(f"{_incoming('/rb/subscribe')} {PLAYER_PORT}", (20.0, 660.0))
-    p.connect(start, 0, sub)
-    p.connect(sub, 0, send)
-    transport = p.obj("transport", (300.0, 660.0))
-    run = p.add("toggle", (300.0, 620.0), width=24.0, height=24.0)
-    p.comment("run the transport (clips switch on its bar lines)", (330.0, 620.0), width=300.0)
-    p.connect(run, 0, transport)
-    p.msg("; dsp start", (600.0, 620.0))
-    p.comment("<- click to turn audio on", (680.0, 620.0), width=160.0)
-    dac = p.obj("dac~", (450.0, 700.0))
-    _player(p, _Ports(send, receive, (start, 0)), 450.0, ("rbA", "rbB"), (dac, dac))
+    receive = p.obj(f"udpreceive {PLAYER_PORT}", (20.0, 60.0))
+    ports = _Ports(send, receive, (start, 0))
+    route = p.obj(f"route {_pushed('/rb/clip')} {_address(P.BY_NAME['quantum'])} "
+                  f"{_address(P.BY_NAME['xfade'])} {_pushed('/rb/pong')} {_pushed('/rb/error')}",
+                  (20.0, 100.0))
+    p.connect(receive, 0, route)
+    _subscription(p, ports, 20.0, 560.0, PLAYER_PORT)
+    _light(p, route, 3, 250.0, 560.0)  # the stand-alone player has no param controls
+    p.comment("connected (lit while riffbridge answers)", (280.0, 650.0), width=250.0)
+    errors = p.obj("prepend set", (20.0, 140.0))
+    p.connect(route, 4, errors)
+    shown = p.msg("", (20.0, 170.0), width=400.0)
+    p.connect(errors, 0, shown)
+    dac = p.obj("dac~", (450.0, 760.0))
+    logic, _, _ = _player(p, ports, 450.0, ("rbA", "rbB"), (dac, dac), route, 0,
+                          {"quantum": (route, 1), "xfade": (route, 2)})
+    clock = p.obj("transport", (800.0, 700.0))  # Max's global transport: tempo and run
+    tempo = p.obj("prepend tempo", (800.0, 670.0))
+    p.connect(logic, 7, tempo)
+    p.connect(tempo, 0, clock)
+    run = p.add("toggle", (760.0, 620.0), width=24.0, height=24.0)
+    p.comment("run Max's transport (clips switch on its beats; stop silences)", (790.0, 620.0),
+              width=330.0)
+    p.connect(run, 0, clock)
+    p.msg("; dsp start", (450.0, 800.0))
+    p.comment("<- click to turn audio on", (530.0, 800.0), width=160.0)
     return p.to_dict()
 
 
+# ---- the Max for Live device -------------------------------------------------------------------
+
+DEVICE_SKIP = {"bpm": "Live's tempo is sent instead", "clock": "the tempo comes from Live"}
+LIVE_INT_MAX = 2**24 - 1  # Live stores a parameter as a 32-bit float: integers exact to 2**24
+AMXD_AUDIO_EFFECT = 1633771873  # "aaaa": project.amxdtype of an audio effect (CPU Reporter.amxd)
+COMMANDS = ("/rb/render", "/rb/play", "/rb/stop")
+
+
+def device_params() -> list[P.Param]:
+    """The params the device shows, each a Live parameter: every live param with an OSC
+    address, in table order, but those in DEVICE_SKIP. A param added to the table appears here
+    with no change to the generator."""
+    return [p for p in P.LIVE if p.osc and p.name not in DEVICE_SKIP]
+
+
+# Live parameter names where the param's own name would read worse (short names: 12 chars).
+DEVICE_NAMES = {"seed_a": "seed A", "seed_b": "seed B", "prompt_a": "prompt A",
+                "prompt_b": "prompt B", "beats_per_bar": "beats/bar",
+                "gain_db": "engine gain"}
+
+
+def long_name(param: P.Param) -> str:
+    return DEVICE_NAMES.get(param.name, param.name.replace("_", " "))
+
+
+def short_name(param: P.Param) -> str:
+    return long_name(param)[:12]
+
+
+def _unitstyle(param: P.Param) -> dict[str, Any]:
+    """Live's unit style, as Max writes it: 0 int, 1 float, 4 dB, 9 custom with a format."""
+    if param.unit == "dB":
+        return {"parameter_unitstyle": 4}
+    if param.unit:
+        fmt = "%d" if param.kind == "int" else "%.2f"
+        return {"parameter_unitstyle": 9, "parameter_units": f"{fmt} {param.unit}"}
+    return {"parameter_unitstyle": 0 if param.kind == "int" else 1}
+
+
+def live_range(param: P.Param) -> tuple[float, float]:
+    """The param's range as the Live parameter holds it (ints capped at LIVE_INT_MAX)."""
+    if param.minimum is None or param.maximum is None:
+        raise ConfigError(f"{param.name} needs a range in the parameter table for a Live control")
+    lo, hi = float(param.minimum), float(param.maximum)
+    if param.kind == "int":
+        return lo, min(hi, float(LIVE_INT_MAX))
+    return lo, hi
+
+
+def valueof(param: P.Param) -> dict[str, Any]:
+    """The ``saved_attribute_attributes.valueof`` block of the param's Live control, with the
+    keys Max writes (Test.amxd, CPU Reporter.amxd in Ableton/maxdevtools)."""
+    block: dict[str, Any] = {"parameter_longname": long_name(param),
+                             "parameter_shortname": short_name(param),
+                             "parameter_modmode": 0,
+                             "parameter_initial_enable": 1}
+    if param.choices:
+        block.update(parameter_type=2, parameter_enum=list(param.choices),
+                     parameter_mmax=len(param.choices) - 1,
+                     parameter_initial=[param.choices.index(param.default)])
+        return block
+    if param.kind == "str":  # prompts: a blob stored with the set (a pattr)
+        block.update(parameter_type=3, parameter_invisible=1)
+        del block["parameter_initial_enable"]
+        return block
+    lo, hi = live_range(param)
+    block.update(parameter_type=1 if param.kind == "int" else 0, parameter_mmin=lo,
+                 parameter_mmax=hi, parameter_initial=[_bound(param, param.default)],
+                 **_unitstyle(param))
+    return block
+
+
+def _live_control(p: Patcher, param: P.Param, xy: tuple[float, float]) -> tuple[str, int, str]:
+    """The param's Live control: (the box the value leaves, its outlet, the box that takes a
+    "set"/"setsymbol" from riffbridge's push)."""
+    attrs: dict[str, Any] = {"parameter_enable": 1, "varname": param.name,
+             "saved_attribute_attributes": {"valueof": valueof(param)}}
+    if param.choices:
+        menu = p.add("live.menu", xy, width=70.0, height=15.0, **attrs)
+        return menu, 1, menu  # outlet 1: the item's text
+    if param.kind == "str":
+        store = p.obj(f"pattr {param.name}", (xy[0], xy[1] + 30), **attrs)
+        return store, 0, store
+    cls = "live.numbox" if param.kind == "int" else "live.dial"
+    size = (44.0, 15.0) if cls == "live.numbox" else (44.0, 48.0)
+    box = p.add(cls, xy, width=size[0], height=size[1], **attrs)
+    return box, 0, box
+
+
+def _device_controls(p: Patcher, ports: _Ports, x: float,
+                     present: list[tuple[str, float, float]]
+                     ) -> tuple[str, dict[str, int], list[str], str]:
+    """Every device param a Live parameter that sends its OSC address and shows riffbridge's
+    pushes; returns (the route of what the device always takes, the outlet of each address
+    there, the parameters' ids in order, the gate before the params' route)."""
+    params = device_params()
+    # What the device always takes, and the params riffbridge pushes, behind a gate: the set's
+    # values win. The gate opens once riffbridge's state has arrived (/rb/status ends the
+    # snapshot a new subscriber gets) and the device has sent its own values over it; it
+    # closes when the connection light goes out (a restarted riffbridge starts from its
+    # defaults, which must not overwrite the set's).
+    always = [_pushed("/rb/clip"), _pushed("/rb/error"), _pushed("/rb/pong"),
+              _pushed("/rb/status"), _address(P.BY_NAME["quantum"]),
+              _address(P.BY_NAME["xfade"])]
+    main = p.obj("route " + " ".join(always), (x, 20.0))
+    p.connect(ports.receive, 0, main)
+    gate = p.obj("gate 1", (x + 400, 20.0))
+    p.connect(main, len(always), gate, 1)
+    for address in always[4:]:  # the player needs these at once; the controls after the gate
+        again = p.obj(f"prepend {address}", (x + 400 + 100 * always.index(address), 0.0))
+        p.connect(main, always.index(address), again)
+        p.connect(again, 0, gate, 1)
+    routed = [_address(q) for q in params]
+    route = p.obj("route " + " ".join(routed), (x, 40.0))
+    p.connect(gate, 0, route)
+    outlet_of = {address: k for k, address in enumerate(routed)}
+    main_of = {address: k for k, address in enumerate(always)}
+    ids: list[str] = []
+    y = 60.0
+    px, py = 5.0, 5.0
+    for param in params:
+        address = _address(param)
+        lab = p.comment(long_name(param), (x, y), width=90.0)
+        source, outlet, target = _live_control(p, param, (x + 95, y))
+        send = p.msg(f"{address} $1", (x + 200, y))
+        p.connect(source, outlet, send)
+        p.connect(send, 0, ports.send)
+        setter = p.obj("prepend setsymbol" if param.choices else "prepend set", (x + 300, y))
+        p.connect(route, outlet_of[address], setter)
+        p.connect(setter, 0, target)
+        if param.kind == "str" and not param.choices:
+            edit = p.add("textedit", (x + 95, y), width=200.0, keymode=1, lines=1)
+            text = p.obj("route text", (x + 95, y + 60))
+            sym = p.obj("tosymbol", (x + 95, y + 90))
+            p.connect(edit, 0, text)
+            p.connect(text, 0, sym)
+            p.connect(sym, 0, source)  # the pattr passes it on and keeps it with the set
+            shown = p.obj("prepend set", (x + 300, y + 30))
+            p.connect(source, 0, shown)
+            p.connect(shown, 0, edit)
+            present.append((edit, px, py))
+            y += 130
+        else:
+            present.append((source, px, py))
+            y += 60
+        present.append((lab, px, py - 2))
+        ids.append(source)
+        px += 90.0
+        if px > 700.0:
+            px, py = 5.0, py + 60.0
+    # At load, each control sends the value saved with the set (a pattr sends its own).
+    for box_id in [i for i in ids if not p.boxes[int(i.split("-")[1]) - 1]["box"]
+                   .get("text", "").startswith("pattr")]:
+        p.connect(ports.start[0], ports.start[1], box_id)
+    for k, address in enumerate(COMMANDS):
+        button = p.add("live.text", (x + 100.0 * k, y), width=60.0, height=20.0,
+                       parameter_enable=1, varname=address.rsplit("/", 1)[1], mode=0,
+                       text=address.rsplit("/", 1)[1],
+                       saved_attribute_attributes={"valueof": {
+                           "parameter_longname": address.rsplit("/", 1)[1],
+                           "parameter_shortname": address.rsplit("/", 1)[1],
+                           "parameter_type": 2, "parameter_enum": ["off", "on"],
+                           "parameter_mmax": 1, "parameter_modmode": 0}})
+        bang = p.obj("t b", (x + 100.0 * k, y + 30))
+        command = p.msg(_incoming(address), (x + 100.0 * k, y + 60))
+        p.connect(button, 0, bang)
+        p.connect(bang, 0, command)
+        p.connect(command, 0, ports.send)
+        present.append((button, 720.0, 5.0 + 25.0 * k))
+        ids.append(button)
+    synced = p.obj("t b b", (x + 400, 60.0))
+    p.connect(main, main_of[_pushed("/rb/status")], synced)
+    for box_id in ids[:len(params)]:
+        p.connect(synced, 1, box_id)  # send the set's values ...
+    opened = p.msg("1", (x + 400, 90.0))
+    p.connect(synced, 0, opened)
+    p.connect(opened, 0, gate)  # ... then follow riffbridge's pushes
+    return main, {**main_of, **{a: k for a, k in outlet_of.items() if a not in main_of}}, \
+        ids, gate
+
+
+def _parameters(p: Patcher, ids: list[str]) -> dict[str, Any]:
+    """The patcher's top-level ``parameters``: each Live parameter's box id -> [long name,
+    short name, 0], and Push banks of eight in the device's order (as Max writes them)."""
+    table: dict[str, Any] = {}
+    names = []
+    for entry in p.boxes:
+        box = entry["box"]
+        if box["id"] in ids or box.get("parameter_enable") == 1:
+            values = box["saved_attribute_attributes"]["valueof"]
+            table[box["id"]] = [values["parameter_longname"], values["parameter_shortname"], 0]
+            if values.get("parameter_type") != 3 and box["id"] in ids:
+                names.append(values["parameter_longname"])
+    banks = {}
+    for b in range(0, len(names), 8):
+        chunk = names[b:b + 8]
+        banks[str(b // 8)] = {"index": b // 8, "name": f"riffbridge {b // 8 + 1}",
+                              "parameters": chunk + ["-"] * (8 - len(chunk))}
+    table["parameterbanks"] = banks
+    table["inherited_shortname"] = 1
+    return table
+
+
 def device_patch() -> dict[str, Any]:
-    """The Max for Live audio effect: panel + player + Live's tempo to /rb/bpm."""
+    """The Max for Live audio effect: every param a Live parameter, the player locked to Live's
+    transport, Live's tempo to /rb/bpm, host and ports, a connection light, errors and the
+    sounding clip shown, output gain and meter (live.gain~)."""
     present: list[tuple[str, float, float]] = []
-    p = Patcher(openinpresentation=1, devicewidth=600.0)
+    p = Patcher(openinpresentation=1, devicewidth=820.0)
     start = p.obj("live.thisdevice", (20.0, 20.0))
     send = p.obj(f"udpsend {HOST} {OSC_PORT}", (600.0, 20.0))
     receive = p.obj(f"udpreceive {REPLY_PORT}", (600.0, 60.0))
     ports = _Ports(send, receive, (start, 0))
-    _control(p, ports, 20.0, live=True, present=present)
+    route, outlet_of, ids, gate = _device_controls(p, ports, 20.0, present)
+    p.obj("live.banks", (20.0, 1800.0))
 
-    # Live's tempo: poll the transport twice a second, send only changes.
+    # riffbridge's host and port, saved with the set; a change reconnects.
+    x = 1600.0
+    host = p.add("textedit", (x, 20.0), width=120.0, keymode=1, lines=1, text=HOST)
+    host_text = p.obj("route text", (x, 50.0))
+    host_sym = p.obj("tosymbol", (x, 65.0))
+    host_store = p.obj("pattr osc_host", (x + 60, 65.0), parameter_enable=1, varname="osc_host",
+                       saved_attribute_attributes={"valueof": {
+                           "parameter_longname": "osc host", "parameter_shortname": "osc host",
+                           "parameter_type": 3, "parameter_invisible": 1,
+                           "parameter_modmode": 0}})
+    host_msg = p.msg("host $1", (x, 80.0))
+    host_shown = p.obj("prepend set", (x + 60, 95.0))
+    p.connect(host, 0, host_text)
+    p.connect(host_text, 0, host_sym)
+    p.connect(host_sym, 0, host_store)  # kept with the set; restored at load
+    p.connect(host_store, 0, host_msg)
+    p.connect(host_store, 0, host_shown)
+    p.connect(host_shown, 0, host)
+    p.connect(host_msg, 0, send)
+    port = p.add("live.numbox", (x + 150, 20.0), width=50.0, height=15.0, parameter_enable=1,
+                 varname="osc_port", saved_attribute_attributes={"valueof": {
+                     "parameter_longname": "osc port", "parameter_shortname": "osc port",
+                     "parameter_type": 1, "parameter_mmin": 1.0, "parameter_mmax": 65535.0,
+                     "parameter_initial_enable": 1, "parameter_initial": [OSC_PORT],
+                     "parameter_unitstyle": 0, "parameter_modmode": 0}})
+    port_msg = p.msg("port $1", (x + 150, 50.0))
+    p.connect(port, 0, port_msg)
+    p.connect(port_msg, 0, send)
+    again, keep = _subscription(p, ports, x, 120.0, REPLY_PORT)
+    p.connect(host_msg, 0, again)
+    p.connect(port_msg, 0, again)
+    reconnect = p.add("live.text", (x + 300, 20.0), width=70.0, height=20.0, parameter_enable=1,
+                      varname="reconnect", mode=0, text="reconnect",
+                      saved_attribute_attributes={"valueof": {
+                          "parameter_longname": "reconnect", "parameter_shortname": "reconnect",
+                          "parameter_type": 2, "parameter_enum": ["off", "on"],
+                          "parameter_mmax": 1, "parameter_modmode": 0,
+                          "parameter_invisible": 1}})
+    p.connect(reconnect, 0, again)
+    light, dark = _light(p, route, outlet_of[_pushed("/rb/pong")], x + 300, 120.0)
+    p.connect(dark, 0, gate)  # riffbridge went away: the set's values win when it is back
+    present.extend([(host, 560.0, 90.0), (port, 690.0, 90.0), (reconnect, 745.0, 90.0),
+                    (light, 720.0, 90.0)])
+    errors = p.obj("prepend set", (x, 300.0))
+    p.connect(route, outlet_of[_pushed("/rb/error")], errors)
+    error_box = p.msg("", (x, 330.0), width=300.0)
+    p.connect(errors, 0, error_box)
+    present.append((error_box, 560.0, 115.0))
+
+    # Live's tempo: poll the transport twice a second, send changes, and again with each
+    # keep-alive (a restarted riffbridge learns it at once).
     x = 1100.0
     poll = p.obj("metro 500", (x, 20.0))
     p.connect(start, 0, poll)
@@ -304,20 +621,49 @@ def device_patch() -> dict[str, Any]:
     bpm = p.msg(f"{_incoming('/rb/bpm')} $1", (x + 60, 140.0))
     p.connect(tempo, 0, bpm)
     p.connect(bpm, 0, send)
+    p.connect(again, 0, tempo)
+    p.connect(keep, 0, tempo)
     lab = p.comment("Live tempo", (x + 130, 110.0), width=80.0)
-    present.extend([(lab, 450.0, 5.0), (tempo, 520.0, 5.0)])
+    present.extend([(lab, 560.0, 140.0), (tempo, 640.0, 140.0)])
 
-    # Audio: the track's input passes through; the player adds the loop on top.
-    into = p.obj("plugin~", (x, 700.0))
-    out = p.obj("plugout~", (x, 760.0))
+    # Audio: the track's input passes through; the player adds the loop on top, through a
+    # gain with a meter.
+    into = p.obj("plugin~", (x, 900.0))
+    out = p.obj("plugout~", (x, 1000.0))
     p.connect(into, 0, out, 0)
     p.connect(into, 1, out, 1)
-    _player(p, ports, x, ("---rbA", "---rbB"), (out, out))
+    gain = p.add("live.gain~", (x + 200, 900.0), width=48.0, height=136.0, parameter_enable=1,
+                 varname="output", saved_attribute_attributes={"valueof": {
+                     "parameter_longname": "output", "parameter_shortname": "output",
+                     "parameter_type": 0, "parameter_mmin": -70.0, "parameter_mmax": 6.0,
+                     "parameter_initial_enable": 1, "parameter_initial": [0.0],
+                     "parameter_unitstyle": 4, "parameter_modmode": 0}})
+    p.connect(gain, 0, out, 0)
+    p.connect(gain, 1, out, 1)
+    present.append((gain, 780.0, 5.0))
+    settings = {"quantum": (route, outlet_of[_address(P.BY_NAME["quantum"])]),
+                "xfade": (route, outlet_of[_address(P.BY_NAME["xfade"])])}
+    _, clip_box, _ = _player(p, ports, x, ("---rbA", "---rbB"), (gain, gain), route,
+                             outlet_of[_pushed("/rb/clip")], settings)
+    present.append((clip_box, 560.0, 165.0))
 
     _present(p, present)
-    return p.to_dict()
-
-
+    doc = p.to_dict()
+    patcher = doc["patcher"]
+    patcher["openrect"] = [0.0, 0.0, 820.0, 169.0]
+    patcher["parameters"] = _parameters(p, ids)
+    patcher.update(latency=0, is_mpe=0, minimum_live_version="", minimum_max_version="",
+                   platform_compatibility=0, autosave=0,
+                   saved_attribute_attributes={"default_plcolor": {"expression": ""}},
+                   dependency_cache=[{"name": JS, "type": "TEXT", "implicit": 1}])
+    patcher["project"] = {
+        "version": 1, "creationdate": 3590052493, "modificationdate": 3590052493,
+        "viewrect": [0.0, 0.0, 300.0, 500.0], "autoorganize": 1, "hideprojectwindow": 1,
+        "showdependencies": 1, "autolocalize": 0, "contents": {"patchers": {}},
+        "layout": {}, "searchpath": {}, "detailsvisible": 0, "amxdtype": AMXD_AUDIO_EFFECT,
+        "readonly": 0, "devpathtype": 0, "devpath": ".", "sortmode": 0, "viewmode": 0,
+        "includepackages": 0}
+    return doc
 def _present(p: Patcher, placed: list[tuple[str, float, float]]) -> None:
     """Put the performer's controls in the device view (presentation mode)."""
     where = {box_id: (px, py) for box_id, px, py in placed}
@@ -334,3 +680,36 @@ PATCHES = {
     "riffbridge-control.maxpat": control_patch,
     "riffbridge-player.maxpat": player_patch,
 }
+
+
+def device_controls_table() -> str:
+    """The Markdown table of every device control and its Live parameter (docs/quickstart.md,
+    written between markers by scripts/make_max_patches.py)."""
+    rows = ["| control | Live parameter (long / short name) | kind | range | sends |",
+            "| --- | --- | --- | --- | --- |"]
+    for param in device_params():
+        values = valueof(param)
+        if param.choices:
+            kind, span = "live.menu", ", ".join(param.choices)
+        elif param.kind == "str":
+            kind, span = "text field, stored in a pattr", "text"
+        else:
+            kind = "live.numbox" if param.kind == "int" else "live.dial"
+            lo, hi = live_range(param)
+            unit = f" {param.unit}" if param.unit else ""
+            span = (f"{int(lo)} .. {int(hi)}{unit}" if param.kind == "int"
+                    else f"{lo:g} .. {hi:g}{unit}")
+        rows.append(f"| {long_name(param)} | {values['parameter_longname']} / "
+                    f"{values['parameter_shortname']} | {kind} | {span} | `{param.osc}` |")
+    for address in COMMANDS:
+        name = address.rsplit("/", 1)[1]
+        rows.append(f"| {name} | {name} / {name} | live.text (button) | - | `{address}` |")
+    rows.append("| reconnect | reconnect / reconnect | live.text (button) | - | "
+                "`/rb/unsubscribe`, `/rb/subscribe` |")
+    rows.append(f"| osc host | osc host / osc host | text field, stored in a pattr | "
+                f"address (default {HOST}) | where riffbridge runs |")
+    rows.append(f"| osc port | osc port / osc port | live.numbox | 1 .. 65535 (default "
+                f"{OSC_PORT}) | where riffbridge listens |")
+    rows.append("| output | output / output | live.gain~ with meter | -70 .. 6 dB | the loop's "
+                "level (the track's input passes unchanged) |")
+    return "\n".join(rows) + "\n"

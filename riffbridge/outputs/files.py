@@ -160,7 +160,10 @@ class OutputFolder:
 
     def __init__(self, root: str | os.PathLike[str], settings: WavSettings | None = None,
                  run_start: dt.datetime | None = None, update_latest: bool = True) -> None:
-        self.root = Path(root)
+        # Absolute from the start: every path handed out (``/rb/clip``, the index) must open
+        # from another program's working folder too (Max, Pd, a DAW resolve a relative path
+        # against their own search path and find nothing).
+        self.root = Path(root).expanduser().absolute()
         self.settings = settings or WavSettings()
         self.update_latest = update_latest
         started = run_start or dt.datetime.now()
