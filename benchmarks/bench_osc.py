@@ -22,7 +22,12 @@ through PortAudio, ``none`` a paced stream with no device), and the figures are 
 underruns before and after the fuzz (from ``/rb/status``), the pings answered, and the loops it
 rendered meanwhile.
 
+With ``--amplification`` it measures, for each kind of request a sender on the allow-list can
+make, the bytes riffbridge sends (to every destination: replies, subscribers) per byte received,
+with the most subscribers allowed (``max_subscribers``) subscribed, and prints the worst case.
+
 Usage: python benchmarks/bench_osc.py [--rate 1000] [--seconds 10]
+       python benchmarks/bench_osc.py --amplification
        python benchmarks/bench_osc.py --fuzz [--rate 20000] [--seconds 10]
        python benchmarks/bench_osc.py --fuzz --engine [--audio-out system] [--seconds 20]
 """
@@ -230,6 +235,110 @@ def fuzz_engine(rate: float, seconds: float, audio_out: str) -> None:
     print(f"loops rendered and written during the fuzz: {loops}")
 
 
+def _bundle(*elements: bytes) -> bytes:
+    return b"#bundle\0" + bytes(8) + b"".join(struct.pack(">i", len(e)) + e for e in elements)
+
+
+def amplification() -> None:
+    """Bytes out per byte in for each kind of request, ``max_subscribers`` subscribed."""
+    from riffbridge.control.osc_codec import MAX_ELEMENTS
+    from riffbridge.control.osc_server import SNAPSHOT_BURST
+    from riffbridge.params import BY_NAME
+
+    subscribers = int(BY_NAME["max_subscribers"].default)
+    sinks = []
+    for _ in range(subscribers + 1):  # the subscribers and the reply port
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("127.0.0.1", 0))
+        sock.setblocking(False)
+        sinks.append(sock)
+    replies, subs = sinks[0], sinks[1:]
+    names = [f"pattern-{i:03d}-" + "x" * 40 for i in range(200)]  # a long list to name
+    hub = Hub(pattern_names=names)
+
+    def drain() -> int:
+        total = 0
+        for sock in sinks:
+            while True:
+                try:
+                    total += len(sock.recv(65536))
+                except BlockingIOError:
+                    break
+        return total
+
+    many = [encode("/rb/alpha", (i / 64,)) for i in range(MAX_ELEMENTS - 1)]  # + the bundle
+    fresh = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    fresh.bind(("127.0.0.1", 0))
+    fresh.setblocking(False)
+    cases: list[tuple[str, bytes]] = [
+        ("/rb/alpha f (a param set)", encode("/rb/alpha", (0.25,))),
+        (f"bundle of {len(many)} param sets (the most elements)", _bundle(*many)),
+        ("/rb/alpha (a query)", encode("/rb/alpha")),
+        ("/rb/alpha f 7 (refused: out of range)", encode("/rb/alpha", (7.0,))),
+        ("/rb/pattern s nosuch (the error lists names: capped)",
+         encode("/rb/pattern", ("nosuch",))),
+        ("/rb/preset/recall s nosuch", encode("/rb/preset/recall", ("nosuch",))),
+        ("/rb/nope (unknown address)", encode("/rb/nope")),
+        ("malformed (a truncated float)", b"/rb/alpha\0\0\0,f\0\0"),
+        ("/rb/status", encode("/rb/status")),
+        ("/rb/ping", encode("/rb/ping")),
+        ("/rb/subscribe i (a refresh: keep-alive)",
+         encode("/rb/subscribe", (subs[0].getsockname()[1],))),
+        ("/rb/subscribe i (new: the state at once)",
+         encode("/rb/subscribe", (fresh.getsockname()[1],))),
+    ]
+    rows = []
+    with OscServer(hub, port=0, reply_port=replies.getsockname()[1],
+                   max_subscribers=subscribers + 1) as server:
+        tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        for sub in subs:
+            tx.sendto(encode("/rb/subscribe", (sub.getsockname()[1],)), server.address)
+        time.sleep(0.5)
+        drain()
+        sinks.append(fresh)
+        for label, dgram in cases:
+            tx.sendto(dgram, server.address)
+            tx.sendto(encode("/rb/unsubscribe", (fresh.getsockname()[1],)), server.address)
+            time.sleep(0.3)
+            out = drain()
+            rows.append((label, len(dgram), out, out / len(dgram)))
+        # subscribe/unsubscribe in a loop: what the snapshot bucket lets through
+        loop_in = 0
+        for _ in range(200):
+            for dgram in (encode("/rb/subscribe", (fresh.getsockname()[1],)),
+                          encode("/rb/unsubscribe", (fresh.getsockname()[1],))):
+                tx.sendto(dgram, server.address)
+                loop_in += len(dgram)
+            time.sleep(0.002)
+        time.sleep(0.5)
+        loop_out = drain()
+        throttled = server.snapshots_throttled
+        # a flood of bad packets: answered up to the /rb/error bucket
+        bad = b"/rb/alpha\0\0\0,f\0\0"
+        flood_in, flood_out = 0, 0
+        for i in range(5000):
+            tx.sendto(bad, server.address)
+            flood_in += len(bad)
+            if i % 100 == 0:
+                time.sleep(0.002)
+                flood_out += drain()
+        time.sleep(0.5)
+        flood_out += drain()
+        unanswered = server.errors_unanswered
+    rows.append((f"200 x subscribe + unsubscribe (a loop; {SNAPSHOT_BURST} snapshots, then "
+                 f"throttled: {throttled})", loop_in, loop_out, loop_out / loop_in))
+    rows.append((f"5000 malformed packets as fast as they go ({unanswered} unanswered)",
+                 flood_in, flood_out, flood_out / flood_in))
+    print(f"machine: {platform.machine()} {platform.processor() or ''} "
+          f"{mp.cpu_count()} cores, python {platform.python_version()}")
+    print(f"{subscribers} subscribers (max_subscribers), all on loopback")
+    print(f"{'request':<70} {'bytes in':>9} {'bytes out':>10} {'out/in':>7}")
+    for label, n_in, n_out, ratio in rows:
+        print(f"{label:<70} {n_in:>9} {n_out:>10} {ratio:>7.2f}")
+    worst = max(rows, key=lambda r: r[3])
+    print(f"worst case: {worst[3]:.1f} bytes out per byte in ({worst[0]})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=None,
@@ -237,11 +346,16 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--fuzz", action="store_true",
                         help="send hostile datagrams and measure /rb/ping instead")
+    parser.add_argument("--amplification", action="store_true",
+                        help="bytes out per byte in for each kind of request")
     parser.add_argument("--engine", action="store_true",
                         help="with --fuzz: fuzz a running serve and count its underruns")
     parser.add_argument("--audio-out", default="system",
                         help="with --engine: serve's audio device (default system: JACK)")
     args = parser.parse_args()
+    if args.amplification:
+        amplification()
+        return
     if args.fuzz and args.engine:
         fuzz_engine(args.rate or 20000.0, args.seconds, args.audio_out)
         return

@@ -19,7 +19,13 @@ from pythonosc.udp_client import SimpleUDPClient
 
 from riffbridge import params as P
 from riffbridge.control.hub import Hub
-from riffbridge.control.osc_server import MAX_PACKET_BYTES, OscServer, decode, encode
+from riffbridge.control.osc_server import (
+    ERRORS_BURST,
+    MAX_PACKET_BYTES,
+    OscServer,
+    decode,
+    encode,
+)
 from riffbridge.control.routes import route
 from riffbridge.errors import ControlError
 from riffbridge.state import EngineState, Play, Render, SetParam, apply
@@ -318,7 +324,12 @@ def test_fuzz_thousands_of_random_and_malformed_datagrams(
     assert 0.0 <= state.alpha <= 1.0 and 40 <= state.bpm <= 240 and 1 <= state.steps <= 500
     assert state.quantum in ("beat", "bar", "loop")
     assert ask(client, replies, "/rb/quantum") == [state.quantum]
-    assert errors > 1000  # the refusals were answered
+    errors += replies.drain()
+    # every refusal was counted; the answers to this one host were a bounded burst and rate
+    assert server.refused > 1000 and server.errors_unanswered > 0
+    answered = server.refused - server.errors_unanswered
+    assert answered >= ERRORS_BURST and answered < server.refused // 10
+    assert errors >= answered  # they arrived (with the odd query's answer among them)
 
 
 def test_route_is_pure_and_needs_no_socket() -> None:

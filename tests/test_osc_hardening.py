@@ -16,7 +16,13 @@ import pytest
 from riffbridge.config import build
 from riffbridge.control.hub import Change, Hub
 from riffbridge.control.osc_codec import MAX_DEPTH, MAX_ELEMENTS, decode, encode
-from riffbridge.control.osc_server import MAX_REASON_BYTES, OscServer, RateLimitedLog
+from riffbridge.control.osc_server import (
+    MAX_REASON_BYTES,
+    SNAPSHOT_BURST,
+    SNAPSHOT_EVERY_S,
+    OscServer,
+    RateLimitedLog,
+)
 from riffbridge.control.routes import coalesce
 from riffbridge.errors import ConfigError, ControlError
 from riffbridge.state import EngineState, SetParam
@@ -284,6 +290,41 @@ def test_subscribers_are_bounded_and_the_refusal_names_the_limit(
     finally:
         for listener in listeners:
             listener.close()
+
+
+def test_subscribing_in_a_loop_gets_a_few_snapshots_then_only_pongs(
+        hub: Hub, replies: Listener) -> None:
+    """A new subscriber's snapshot is ~30 datagrams: a subscribe/unsubscribe loop must not turn
+    24-byte requests into a stream (issue 17's amplification, with issue 18's snapshot)."""
+    now = [0.0]
+    target = Listener()
+    with OscServer(hub, port=0, reply_port=replies.port, clock=lambda: now[0]) as server:
+        tx = Sender(server)
+        for _ in range(SNAPSHOT_BURST + 5):
+            tx.send("/rb/subscribe", target.port)
+            tx.send("/rb/unsubscribe", target.port)
+        ping(tx, replies)
+        datagrams = 0
+        while not target.nothing(0.2):
+            datagrams += 1
+        snapshot = len(hub.snapshot())
+        assert snapshot > 10
+        assert datagrams == SNAPSHOT_BURST * snapshot + 5  # then a pong each
+        assert server.snapshots_throttled == 5
+        now[0] += SNAPSHOT_EVERY_S  # one more token
+        tx.send("/rb/subscribe", target.port)
+        ping(tx, replies)
+        got = []
+        while (msg := target.get())[0] != "/rb/status":
+            got.append(msg)
+        assert len(got) == snapshot - 1  # the snapshot again, status last
+        tx.send("/rb/unsubscribe", target.port)
+        tx.send("/rb/subscribe", target.port)
+        ping(tx, replies)
+        assert target.get() == ("/rb/pong", [])  # throttled: subscribed, one heartbeat only
+        assert server.subscribers() == {("127.0.0.1", target.port)}
+        tx.close()
+    target.close()
 
 
 def test_silent_subscribers_expire_and_any_datagram_keeps_one_alive(

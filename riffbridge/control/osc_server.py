@@ -16,7 +16,13 @@ Hostile input: every datagram is read by ``osc_codec.decode`` (bounded, O(its si
 anything else looks at it; no OSC library parses network input. Packets from senders outside
 ``osc_allow`` are dropped unanswered (an answer would be an amplifier) and counted. Subscribers
 are bounded (``max_subscribers``) and expire after ``subscriber_ttl`` seconds without a datagram
-from their address. Every /rb/error reason is capped at ``MAX_REASON_BYTES``. Log lines about bad
+from their address. A new subscriber gets the whole state at once (about 30 datagrams): those
+snapshots are a token bucket per sender host (``SNAPSHOT_BURST``, then one every
+``SNAPSHOT_EVERY_S``), so subscribing and unsubscribing in a loop cannot turn small requests into
+a stream (a throttled subscriber is still subscribed, and gets a /rb/pong). Every /rb/error
+reason is capped at ``MAX_REASON_BYTES``, and the /rb/error answers to one host are a token
+bucket too (``ERRORS_BURST``, then ``ERRORS_PER_S``): a flood of bad packets is answered at a
+bounded rate (``bench_osc.py --amplification`` prints bytes out per byte in). Log lines about bad
 input are rate-limited per cause. Under a flood of full batches the thread rests as long as it
 worked, so it takes at most about half a core (and the GIL) from the audio and the engine.
 """
@@ -55,6 +61,14 @@ __all__ = ["MAX_PACKET_BYTES", "Message", "OscServer", "RateLimitedLog", "decode
 
 log = logging.getLogger(__name__)
 
+# New subscribers' snapshots, per sender host: a burst (a Live set with a few devices, a
+# restart), then one every so often.
+SNAPSHOT_BURST = 8
+SNAPSHOT_EVERY_S = 2.0
+# /rb/error answers, per sender host: a patch gone wrong gets every answer it can read; a flood
+# of bad packets gets this many a second, however fast it comes (the rest are counted).
+ERRORS_BURST = 64
+ERRORS_PER_S = 50.0
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9000
 DEFAULT_REPLY_PORT = 9001
@@ -119,6 +133,31 @@ class RateLimitedLog:
         return True
 
 
+class TokenBuckets:
+    """A token bucket per key (a sender host): ``burst`` tokens, refilled at ``per_s``.
+    Used from the server's thread only. Forgets every bucket when it holds too many keys (a
+    forgotten bucket is a full one: that only ever errs towards answering)."""
+
+    MAX_KEYS = 256
+
+    def __init__(self, burst: int, per_s: float, clock: Clock = time.monotonic) -> None:
+        self.burst = float(burst)
+        self.per_s = per_s
+        self.clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, when)
+
+    def take(self, key: str) -> bool:
+        """Take a token for ``key``; False when its bucket is empty."""
+        now = self.clock()
+        tokens, since = self._buckets.get(key, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - since) * self.per_s)
+        if len(self._buckets) >= self.MAX_KEYS and key not in self._buckets:
+            self._buckets.clear()
+        ok = tokens >= 1.0
+        self._buckets[key] = (tokens - 1.0 if ok else tokens, now)
+        return ok
+
+
 class OscServer:
     """The UDP OSC server. A context manager; ``close()`` is idempotent.
 
@@ -147,6 +186,10 @@ class OscServer:
         self._subscribers: dict[Peer, float] = {}  # peer -> when its address last sent
         self._sub_lock = threading.Lock()
         self._allowed: dict[str, bool] = {}  # sender IP -> on the allow-list (a small cache)
+        self._snapshots = TokenBuckets(SNAPSHOT_BURST, 1.0 / SNAPSHOT_EVERY_S, clock)
+        self._answers = TokenBuckets(ERRORS_BURST, ERRORS_PER_S, clock)
+        self.snapshots_throttled = 0  # new subscribers that got a /rb/pong, not the state
+        self.errors_unanswered = 0  # refusals past the /rb/error bucket (counted in refused)
         self._log = RateLimitedLog(log)
         self._closed = threading.Event()
         self._thread: threading.Thread | None = None
@@ -225,6 +268,12 @@ class OscServer:
             self._subscribers[peer] = self._clock()
         return new
 
+    def _snapshot_allowed(self, host: str) -> bool:
+        if self._snapshots.take(host):
+            return True
+        self.snapshots_throttled += 1
+        return False
+
     def unsubscribe(self, peer: Peer) -> None:
         with self._sub_lock:
             self._subscribers.pop(peer, None)
@@ -273,7 +322,10 @@ class OscServer:
         known = address == PACKET_ADDRESS or by_address(address) is not None
         cause = "refused " + (address if known else "unknown address")
         self._log(logging.INFO, cause, "refused OSC %s from %s: %s", address, sender, reason)
-        self.reply(sender, "/rb/error", address, reason)
+        if self._answers.take(sender):
+            self.reply(sender, "/rb/error", address, reason)
+        else:
+            self.errors_unanswered += 1
 
     # ---- receiving ----
     def _run(self) -> None:
@@ -407,7 +459,7 @@ class OscServer:
                 self.reply(sender, "/rb/status", *self.hub.status())
             elif isinstance(r, Subscribe):
                 peer = (sender, r.port or self.reply_port)
-                if self.subscribe(peer):
+                if self.subscribe(peer) and self._snapshot_allowed(sender):
                     # A new subscriber (a device just loaded, or this engine just restarted)
                     # gets the whole state at once; a refresh (the keep-alive) gets one
                     # /rb/pong at its own port: the heartbeat behind a player's connection light.
