@@ -12,7 +12,7 @@ from typing import Literal
 
 from riffbridge.state import Command, EngineState
 
-ErrorSource = Literal["render", "worker", "files", "engine", "auto"]
+ErrorSource = Literal["render", "worker", "files", "engine", "auto", "record"]
 
 
 @dataclass(frozen=True)

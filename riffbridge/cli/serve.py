@@ -169,10 +169,18 @@ def serve(conf: ServeConfig, stop: threading.Event, for_seconds: float | None = 
     from riffbridge.outputs.files import OutputFolder
     from riffbridge.outputs.wav import WavSettings
 
-    if not conf.files and not conf.device_output:
+    if not conf.files and not conf.device_output and not conf.record:
         raise ConfigError("--audio-out none and --out-dir none leave nothing to play to: "
-                          "give an audio device or an output folder")
+                          "give an audio device, an output folder or --record FILE")
     state = initial_state(conf)
+    if conf.record:  # before the model loads: a path that cannot be written stops the start
+        from riffbridge.errors import OutputError
+        from riffbridge.outputs.recorder import check_record_path
+
+        try:
+            check_record_path(conf.record)
+        except OutputError as exc:
+            raise ConfigError(f"--record: {exc}") from None
     device = None
     if conf.device_output:
         from riffbridge.outputs.devices import find_output
@@ -216,7 +224,8 @@ def _run(conf: ServeConfig, hub: Hub, device: AudioDevice | None, folder: Output
                                          cuda_graphs=conf.cuda_graphs),
                           render_timeout_s=conf.render_timeout)
     settings = EngineSettings(grid=conf.grid, cache_mb=conf.cache_mb, quality=conf.quality,
-                              seed_dir=conf.seed_dir or None, setlist=conf.setlist)
+                              seed_dir=conf.seed_dir or None, setlist=conf.setlist,
+                              record=conf.record)
     engine = Engine(hub.state, player, rate, settings, worker=worker, writer=writer,
                     block=conf.blocksize, events=events)
     hub.add_listener(engine.post)

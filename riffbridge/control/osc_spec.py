@@ -67,6 +67,10 @@ OSC_SPEC: tuple[OscAddress, ...] = (
                reply="/rb/pong"),
     OscAddress("/rb/midi/learn", "s", "command",
                "map the next MIDI CC moved to the named parameter"),
+    OscAddress("/rb/record/start", "s", "command",
+               "record the master output to this .wav or .flac path on the engine's machine, "
+               "with a log of the set (.jsonl) beside it"),
+    OscAddress("/rb/record/stop", "", "command", "end the recording (the files stay whole)"),
     # Pushed by riffbridge.
     OscAddress("/rb/status", "sffiii", "push",
                "state, bpm, alpha, queued renders, cached loops, audio underruns"),

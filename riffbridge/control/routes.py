@@ -21,7 +21,9 @@ from riffbridge.state import (
     Render,
     SavePreset,
     SetParam,
+    StartRecording,
     Stop,
+    StopRecording,
     coerce,
 )
 
@@ -122,6 +124,10 @@ def route(address: Any, args: tuple[Any, ...] | list[Any]) -> Route:
         return Do(RecallPreset(_string(entry, args[0])))
     if address == "/rb/preset/save":
         return Do(SavePreset(_string(entry, args[0])))
+    if address == "/rb/record/start":
+        return Do(StartRecording(_string(entry, args[0])))
+    if address == "/rb/record/stop":
+        return Do(StopRecording())
     if address == "/rb/midi/learn":
         return Do(MidiLearn(_string(entry, args[0])))
     if address == "/rb/subscribe":

@@ -17,6 +17,7 @@ stays under ``CEILING`` (``limit``), so the callback cannot send an over.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -27,6 +28,12 @@ KNEE = 10 ** (KNEE_DBFS / 20)
 # the largest float32 at or under the ceiling: what a prepared sample is clipped to at most
 _CEILING32 = np.float32(CEILING) if float(np.float32(CEILING)) <= CEILING \
     else np.nextafter(np.float32(CEILING), np.float32(0))
+
+
+class Tap(Protocol):
+    """What the callback hands each played block to (the recorder's ring): a copy, no more."""
+
+    def push(self, block: np.ndarray, frame: int) -> None: ...
 
 
 @dataclass(frozen=True, eq=False)
@@ -85,6 +92,9 @@ class Player:
         self.blocks = 0
         # (frame at the start of the last block, time.monotonic() of that block), for clocks
         self.stamp = np.zeros(2, dtype=np.float64)
+        # The set recorder's ring (``riffbridge.outputs.recorder.RecordRing``), or None: each
+        # block played is copied into it, nothing more. The engine thread swaps the reference.
+        self.tap: Tap | None = None
 
     # -- audio thread --
     def fill(self, out: np.ndarray, now: float = 0.0, underrun: bool = False) -> None:
@@ -119,6 +129,9 @@ class Player:
             pos += n
         self.frame = f0 + frames
         self.blocks += 1
+        tap = self.tap
+        if tap is not None:
+            tap.push(out, f0)
 
     def _copy_loop(self, out: np.ndarray, pos: int, f: int, n: int) -> None:
         seg = self.playing
