@@ -45,6 +45,14 @@ class Switched:
 
 
 @dataclass(frozen=True)
+class CuePlaying:
+    """The cue bus plays a new candidate (``/rb/cue/alpha``): the alpha it stands for."""
+
+    alpha: float
+    label: str
+
+
+@dataclass(frozen=True)
 class Progress:
     """Progress of the render in flight, 0..1."""
 
@@ -84,4 +92,4 @@ class EngineStatus:
     last_error: str
 
 
-Event = LoopReady | ClipCued | Switched | Progress | EngineError | Request
+Event = LoopReady | ClipCued | Switched | Progress | EngineError | Request | CuePlaying

@@ -147,6 +147,29 @@ def initial_state(conf: ServeConfig) -> EngineState:
     return state
 
 
+def _check_cue(conf: ServeConfig, device: AudioDevice | None) -> None:
+    """The cue bus's settings against the devices, before the model loads."""
+    from riffbridge.errors import ConfigError
+    from riffbridge.outputs.cue_bus import parse_cue_channels
+    from riffbridge.outputs.devices import find_output
+
+    if conf.cue_out and conf.cue_channels:
+        raise ConfigError("give --cue-out DEVICE or --cue-channels A,B for the cue bus, not both")
+    if conf.cue_channels:
+        pair = parse_cue_channels(conf.cue_channels)
+        if device is None:
+            raise ConfigError("--cue-channels needs an audio device (--audio-out)")
+        if max(pair) > device.max_output_channels:
+            raise ConfigError(f"--cue-channels {conf.cue_channels}: {device.name} has "
+                              f"{device.max_output_channels} output channels; use --cue-out "
+                              f"for another device")
+    if conf.cue_out:
+        if device is None:
+            raise ConfigError("--cue-out plays in time with the master's device; give "
+                              "--audio-out too")
+        find_output(conf.cue_out)
+
+
 def _remove_if_empty(folder: Path) -> None:
     """Remove a run folder that holds nothing. rmdir refuses a folder with anything in it, so
     nothing written is ever lost here."""
@@ -186,6 +209,7 @@ def serve(conf: ServeConfig, stop: threading.Event, for_seconds: float | None = 
         from riffbridge.outputs.devices import find_output
 
         device = find_output(None if conf.audio_out == "default" else conf.audio_out)
+    _check_cue(conf, device)
     hub = Hub(state, presets=PresetStore(conf.presets) if conf.presets else None,
               seed_dir=conf.seed_dir or None, pattern_names=GROOVES)
     folder = OutputFolder(Path(conf.out_dir).expanduser(), WavSettings("pcm24", 44100)) \
@@ -234,9 +258,14 @@ def _run(conf: ServeConfig, hub: Hub, device: AudioDevice | None, folder: Output
     print(f"riffbridge: loading {conf.model} on {conf.device} ...", flush=True)
     with contextlib.ExitStack() as stack:
         stream: DeviceStream | PacedStream = (
-            DeviceStream(device.index, rate, player.fill, blocksize=conf.blocksize)
+            _master_stream(conf, device, rate, player)
             if device is not None else PacedStream(rate, player.fill, blocksize=conf.blocksize))
         stack.enter_context(stream)
+        if conf.cue_out:  # the cue bus on a device of its own, on the same clock
+            from riffbridge.outputs.devices import find_output
+
+            stack.enter_context(DeviceStream(find_output(conf.cue_out).index, rate,
+                                             player.fill_cue, blocksize=conf.blocksize))
         if writer is not None:
             stack.callback(writer.close)  # closes before the stream: files finish first
         try:
@@ -275,6 +304,19 @@ def _run(conf: ServeConfig, hub: Hub, device: AudioDevice | None, folder: Output
     print(f"riffbridge: stopped. {status.renders} loops rendered, {files} written{lost}, "
           f"{status.underruns} underruns, {status.errors} errors", flush=True)
     return True
+
+
+def _master_stream(conf: ServeConfig, device: AudioDevice, rate: int, player: Any) -> Any:
+    """The master's stream: two channels, or more with the cue bus on two of them."""
+    from riffbridge.outputs.audio_stream import DeviceStream
+
+    if not conf.cue_channels:
+        return DeviceStream(device.index, rate, player.fill, blocksize=conf.blocksize)
+    from riffbridge.outputs.cue_bus import ChannelSplit, parse_cue_channels
+
+    split = ChannelSplit(player, parse_cue_channels(conf.cue_channels))
+    return DeviceStream(device.index, rate, split, channels=split.channels,
+                        blocksize=conf.blocksize)
 
 
 def _open_midi(conf: ServeConfig, hub: Hub, clocks: ClockSources,

@@ -15,6 +15,8 @@ from riffbridge.control.osc_spec import OscAddress, by_address
 from riffbridge.errors import ControlError
 from riffbridge.state import (
     Command,
+    CueAlpha,
+    CueCommit,
     MidiLearn,
     Play,
     RecallPreset,
@@ -128,6 +130,10 @@ def route(address: Any, args: tuple[Any, ...] | list[Any]) -> Route:
         return Do(StartRecording(_string(entry, args[0])))
     if address == "/rb/record/stop":
         return Do(StopRecording())
+    if address == "/rb/cue/alpha":
+        return Do(CueAlpha(coerce("alpha", args[0])))
+    if address == "/rb/cue/commit":
+        return Do(CueCommit())
     if address == "/rb/midi/learn":
         return Do(MidiLearn(_string(entry, args[0])))
     if address == "/rb/subscribe":

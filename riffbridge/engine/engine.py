@@ -295,6 +295,10 @@ class Engine:
         if decision is not None:
             self._cue(decision)
             self._emit(core.clip())
+        audition = core.cue_playback(self._cache.__contains__, player.frame)
+        if audition is not None:
+            self._audition(audition)
+        self._emit(core.commit())
         self._note_applied()
         self._publish()
 
@@ -369,6 +373,15 @@ class Engine:
                            if t > decision.token - DECISIONS_KEPT}
         self._decisions[decision.token] = decision
         self.player.cue = cue
+
+    def _audition(self, decision: CueDecision) -> None:
+        """Put the cue bus's new candidate in place (a reference swap the cue callback reads)."""
+        choice, segment = decision.choice, None
+        if choice is not None:
+            high = None if choice.high is None else self._frames(choice.high)
+            segment = build_segment(decision, self._frames(choice.low), high)
+        self.player.cue_bus = segment
+        self._emit(self._core.cue_news(decision))
 
     def _frames(self, key: LoopKey) -> np.ndarray:
         item = self._cache.get(key)  # the core chose it from the cache this very turn

@@ -95,6 +95,11 @@ class Player:
         # The set recorder's ring (``riffbridge.outputs.recorder.RecordRing``), or None: each
         # block played is copied into it, nothing more. The engine thread swaps the reference.
         self.tap: Tap | None = None
+        # The cue bus (``fill_cue``): a loop that plays in time with the master on other
+        # outputs. The engine thread swaps the reference; the cue callback owns the counters.
+        self.cue_bus: Segment | None = None
+        self.cue_frame = -1
+        self.cue_underruns = 0
 
     # -- audio thread --
     def fill(self, out: np.ndarray, now: float = 0.0, underrun: bool = False) -> None:
@@ -125,7 +130,7 @@ class Player:
                 cue = None
                 continue
             n = frames - pos if cue is None else min(frames - pos, cue.at - f)
-            self._copy_loop(out, pos, f, n)
+            self._copy_loop(self.playing, out, pos, f, n)
             pos += n
         self.frame = f0 + frames
         self.blocks += 1
@@ -133,8 +138,24 @@ class Player:
         if tap is not None:
             tap.push(out, f0)
 
-    def _copy_loop(self, out: np.ndarray, pos: int, f: int, n: int) -> None:
-        seg = self.playing
+    def fill_cue(self, out: np.ndarray, now: float = 0.0, underrun: bool = False) -> None:
+        """The cue bus: ``out.shape[0]`` frames of ``cue_bus`` (silence when None), on the
+        master's frame count (its own counter, started from the master's, so a second stream
+        on the same audio clock stays in step). Only copies, like ``fill``."""
+        frames = out.shape[0]
+        if self.cue_frame < 0:
+            self.cue_frame = self.frame
+        f = self.cue_frame
+        if underrun:
+            self.cue_underruns += 1
+        seg = self.cue_bus
+        if seg is None:
+            out[:] = 0.0
+        else:
+            self._copy_loop(seg, out, 0, f, frames)
+        self.cue_frame = f + frames
+
+    def _copy_loop(self, seg: Segment, out: np.ndarray, pos: int, f: int, n: int) -> None:
         audio = seg.audio
         length = audio.shape[0]
         if seg is self.silence:
