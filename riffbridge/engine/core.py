@@ -330,8 +330,9 @@ class EngineCore:
         if self._cue_alpha is not None:
             choice = choose(self._state.replace(alpha=self._cue_alpha), is_cached,
                             self.alpha_grid)
-            if choice is None:
-                return None  # not rendered yet: the cue bus keeps what it plays
+            if choice is None or (choice.high is None and choice.low != self.cue_key()):
+                # not rendered yet (a far neighbour is no audition): keep what the bus plays
+                return None
         state = self._state
         sound = None if choice is None else _Sound(choice.low, choice.high,
                                                     round(choice.weight, 4), state.gain_db)

@@ -24,6 +24,7 @@ import numpy as np
 CEILING_DBFS = -0.3  # no prepared sample goes above this (sample peak)
 KNEE_DBFS = -1.0  # below this samples pass untouched: loops are shaped to -1 dBTP
 CEILING = 10 ** (CEILING_DBFS / 20)
+CUE_SAME_CYCLE_S = 0.003  # a cue stream's first block this soon after the master's: one cycle
 KNEE = 10 ** (KNEE_DBFS / 20)
 # the largest float32 at or under the ceiling: what a prepared sample is clipped to at most
 _CEILING32 = np.float32(CEILING) if float(np.float32(CEILING)) <= CEILING \
@@ -138,13 +139,19 @@ class Player:
         if tap is not None:
             tap.push(out, f0)
 
-    def fill_cue(self, out: np.ndarray, now: float = 0.0, underrun: bool = False) -> None:
-        """The cue bus: ``out.shape[0]`` frames of ``cue_bus`` (silence when None), on the
-        master's frame count (its own counter, started from the master's, so a second stream
-        on the same audio clock stays in step). Only copies, like ``fill``."""
+    def fill_cue(self, out: np.ndarray, now: float = 0.0, underrun: bool = False,
+                 frame: int | None = None) -> None:
+        """The cue bus: ``out.shape[0]`` frames of ``cue_bus`` (silence when None) from the
+        master's ``frame`` (given by a callback that plays both), or, for a second stream on
+        the same audio clock (two clients of one JACK server), from a counter of its own that
+        starts on the master's block of the same cycle. Only copies, like ``fill``."""
         frames = out.shape[0]
-        if self.cue_frame < 0:
-            self.cue_frame = self.frame
+        if frame is not None:
+            self.cue_frame = frame
+        elif self.cue_frame < 0:
+            # The master's callback ran moments ago: this cycle began at its block's frame.
+            same_cycle = self.blocks > 0 and 0.0 <= now - self.stamp[1] < CUE_SAME_CYCLE_S
+            self.cue_frame = int(self.stamp[0]) if same_cycle else self.frame
         f = self.cue_frame
         if underrun:
             self.cue_underruns += 1

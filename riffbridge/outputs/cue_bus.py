@@ -41,7 +41,7 @@ class ChannelSplit:
     def __call__(self, out: np.ndarray, now: float, underrun: bool) -> None:
         n = out.shape[0]
         master, bus = self._master[:n], self._bus[:n]
-        self.player.fill_cue(bus, now)  # first: it starts on the master's frame of this block
+        self.player.fill_cue(bus, now, frame=self.player.frame)
         self.player.fill(master, now, underrun)
         out[:] = 0.0
         out[:, 0:2] = master
