@@ -257,3 +257,39 @@ def test_recording_thread_is_not_left_behind(tmp_path: Path) -> None:
     assert "riffbridge-recorder" not in {t.name for t in threading.enumerate()} - before
     data, _ = sf.read(tmp_path / "a.flac")
     assert sf.info(tmp_path / "a.flac").format == "FLAC" and data.shape == (4096, 2)
+
+
+def test_a_recording_started_mid_set_replays_to_the_same_samples(tmp_path: Path) -> None:
+    from riffbridge.state import SetParam
+
+    state = EngineState(steps=2, bars=1, playing=True, xfade=0.05)
+    path = tmp_path / "mid.wav"
+    with running_engine(state) as live:
+        player = live.engine.player
+        wait_for(lambda: player.applied_token >= 1, 90, "the first loop")
+        time.sleep(0.5)
+        live.hub.submit(StartRecording(str(path)))
+        wait_for(lambda: player.tap is not None, 10, "the recording")
+        live.hub.submit(SetParam("alpha", 0.0625))  # a blend of 0 and 1/8 once 1/8 is there
+        wait_for(lambda: player.applied_token >= 2, 60, "a switch while recording")
+        time.sleep(1.0)
+        live.hub.submit(StopRecording())
+        wait_for(lambda: player.tap is None, 10, "the recording to stop")
+    setlog = read_log(path.with_suffix(".jsonl"))
+    assert setlog.complete and setlog.switches[0].before_start
+    assert setlog.sample_of(setlog.switches[0]) < 0 < setlog.sample_of(setlog.switches[-1])
+    assert setlog.params == 1
+    out = tmp_path / "again.wav"
+    assert main(["replay", str(path.with_suffix(".jsonl")), "--out", str(out), "--model", "tiny",
+                 "--device", "cpu"]) == 0
+    recorded, _ = sf.read(path, dtype="int32")
+    replayed, _ = sf.read(out, dtype="int32")
+    assert np.array_equal(replayed, recorded)
+    # more steps: other loops, the same set on the same samples (the same cue sheet)
+    hq = tmp_path / "hq.wav"
+    assert main(["replay", str(path.with_suffix(".jsonl")), "--out", str(hq), "--model", "tiny",
+                 "--device", "cpu", "--steps", "3"]) == 0
+    better, _ = sf.read(hq, dtype="int32")
+    assert better.shape == recorded.shape and not np.array_equal(better, recorded)
+    assert hq.with_suffix(".cue").read_text().replace("hq.wav", "again.wav") == \
+        out.with_suffix(".cue").read_text()
