@@ -345,11 +345,21 @@ def _print_block(conf: ServeConfig, ready: Any, stream: Any, rate: int, osc: Any
         f"  midi     {midi}",
         f"  link     {link}",
         f"  files    {folder.run_dir if folder is not None else 'off'}",
+        f"  record   {conf.record or 'off (/rb/record/start PATH to record)'}",
+        f"  cue      {_cue_line(conf)}",
         f"  tempo    {conf.bpm:g} BPM, {conf.bars} bar{'s' if conf.bars != 1 else ''} of "
         f"{conf.beats_per_bar}, "
         f"switch on the {conf.quantum}, clock {conf.clock}",
     ]
     print("riffbridge is running (Ctrl-C to stop)\n" + "\n".join(lines), flush=True)
+
+
+def _cue_line(conf: ServeConfig) -> str:
+    if conf.cue_out:
+        return f"{conf.cue_out} (/rb/cue/alpha, /rb/cue/commit)"
+    if conf.cue_channels:
+        return f"channels {conf.cue_channels} (/rb/cue/alpha, /rb/cue/commit)"
+    return "off (--cue-out DEVICE or --cue-channels A,B)"
 
 
 def _status_line(engine: Engine) -> str:

@@ -193,6 +193,7 @@ class Engine:
         self._grid = self._core.grid
         self._status = self._snapshot()
         self._recorder: Recorder | None = None
+        self._stopping: list[Recorder] = []  # recorders finishing their files
         self._decisions: dict[int, CueDecision] = {}  # token -> decision, for the record log
         self._sounding: CueDecision | None = None  # the decision of the last switch that sounded
         if writer is not None:
@@ -227,6 +228,9 @@ class Engine:
             self._thread.join(5)
             self._thread = None
         self.stop_recording()
+        for recorder in self._stopping:
+            recorder.close()
+        self._stopping.clear()
         self.worker.close()
 
     def __enter__(self) -> Engine:
@@ -432,13 +436,16 @@ class Engine:
         self.player.tap = recorder.ring
 
     def stop_recording(self) -> None:
-        """End the recording, if one runs; its writer finishes the files."""
+        """End the recording, if one runs. Its writer finishes the files on its own thread (a
+        tenth of a second: the engine's turn does not wait); ``close`` waits for them."""
         recorder, self._recorder = self._recorder, None
         if recorder is None:
             return
         self.player.tap = None
-        recorder.close()
-        log.info("recorded %.1f s to %s", recorder.frames / self.rate, recorder.path)
+        recorder.stop()
+        self._stopping = [r for r in self._stopping if r.running]
+        self._stopping.append(recorder)
+        log.info("recording to %s ends", recorder.path)
 
     def _on_record_command(self, change: Change) -> None:
         command = change.command
