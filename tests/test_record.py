@@ -293,3 +293,16 @@ def test_a_recording_started_mid_set_replays_to_the_same_samples(tmp_path: Path)
     assert better.shape == recorded.shape and not np.array_equal(better, recorded)
     assert hq.with_suffix(".cue").read_text().replace("hq.wav", "again.wav") == \
         out.with_suffix(".cue").read_text()
+
+
+def test_serve_refuses_a_record_path_it_cannot_write_before_the_model_loads(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    started = time.monotonic()
+    code = main(["serve", "--model", "tiny", "--audio-out", "none", "--out-dir", "none",
+                 "--record", str(tmp_path / "missing" / "set.wav")])
+    assert code != 0 and time.monotonic() - started < 10
+    err = capsys.readouterr().err
+    assert "--record: cannot record to" in err and "missing does not exist" in err
+    code = main(["serve", "--model", "tiny", "--audio-out", "none", "--out-dir", str(tmp_path),
+                 "--cue-channels", "3,4"])
+    assert code != 0 and "--cue-channels needs an audio device" in capsys.readouterr().err
