@@ -11,6 +11,7 @@ fall on the same samples and whose samples are the recording's.
 from __future__ import annotations
 
 import io
+import shutil
 import signal
 import subprocess
 import time
@@ -38,6 +39,8 @@ RUN_S = 30.0
 pytestmark = [
     pytest.mark.jack,
     pytest.mark.skipif(not jack_running(), reason=NO_JACK),
+    pytest.mark.skipif(shutil.which("jack_capture") is None,
+                       reason="jack_capture is not installed (apt-get install jack-capture)"),
 ]
 
 

@@ -3,8 +3,11 @@
 The callback (``Player.fill``) only copies: from the looping ``Segment`` that is playing, and,
 at a cued frame, from a ``Cue``'s prepared crossfade into its next segment. It allocates nothing,
 takes no lock, logs nothing. The engine thread is the only writer of ``cue`` (one reference
-swap); the callback is the only writer of ``playing``, ``frame`` and the counters. A cue carries a
-rising token, so the engine can tell from ``applied_token`` when the switch has sounded.
+swap); the callback is the only writer of ``playing``, ``frame`` and the counters. Two more
+references the engine swaps: ``tap`` (the set recorder's ring: each played block is copied into
+it, ``RecordRing.push``) and ``cue_bus`` (the loop ``fill_cue`` plays on the cue outputs).
+A cue carries a rising token, so the engine can tell from ``applied_token`` when the switch has
+sounded.
 
 ``prepare_cue`` (engine thread) computes the crossfade ahead of time: the frames of what will be
 playing at the switch, faded out with the new loop faded in at its bar-aligned phase. The level
