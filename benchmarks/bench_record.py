@@ -107,7 +107,8 @@ def bench_jack(record: str, seconds: float) -> tuple[int, int]:
     hub = Hub(state)
     player = Player()
     engine = Engine(state, player, RATE, EngineSettings(record=record),
-                    worker=RenderWorker(WorkerSettings("tiny", "cpu")), block=1024)
+                    worker=RenderWorker(WorkerSettings("tiny", "cpu")), block=1024,
+                    recorder=Recorder)
     hub.add_listener(engine.post)
     with Feedback(hub, engine.events), \
             DeviceStream(_jack_device(), RATE, player.fill, blocksize=1024), engine:

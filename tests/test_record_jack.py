@@ -30,6 +30,7 @@ from riffbridge.engine.player import Player
 from riffbridge.engine.worker import RenderWorker, WorkerSettings
 from riffbridge.events import EngineError
 from riffbridge.outputs.audio_stream import DeviceStream
+from riffbridge.outputs.recorder import Recorder
 from riffbridge.outputs.setlog import read_log
 from riffbridge.state import EngineState, SetParam, StopRecording
 
@@ -86,7 +87,8 @@ def test_record_agrees_with_jack_capture_and_replays(tmp_path: Path) -> None:
     hub = Hub(state)
     player = Player()
     engine = Engine(state, player, RATE, EngineSettings(record=str(record)),
-                    worker=RenderWorker(WorkerSettings("tiny", "cpu")), block=1024)
+                    worker=RenderWorker(WorkerSettings("tiny", "cpu")), block=1024,
+                    recorder=Recorder)
     hub.add_listener(engine.post)
     events = EventLog(hub, engine.events).start()
     before = _output_ports()

@@ -235,6 +235,7 @@ def _run(conf: ServeConfig, hub: Hub, device: AudioDevice | None, folder: Output
     from riffbridge.errors import RenderError
     from riffbridge.events import Event
     from riffbridge.outputs.audio_stream import DeviceStream, PacedStream
+    from riffbridge.outputs.recorder import Recorder
     from riffbridge.outputs.writer import LoopWriter
     from riffbridge.state import Play
 
@@ -251,7 +252,7 @@ def _run(conf: ServeConfig, hub: Hub, device: AudioDevice | None, folder: Output
                               seed_dir=conf.seed_dir or None, setlist=conf.setlist,
                               record=conf.record)
     engine = Engine(hub.state, player, rate, settings, worker=worker, writer=writer,
-                    block=conf.blocksize, events=events)
+                    block=conf.blocksize, events=events, recorder=Recorder)
     hub.add_listener(engine.post)
     if shutdown is not None:  # os._exit would leave the worker process behind, model loaded
         shutdown.at_force(lambda: _kill(worker.pid))

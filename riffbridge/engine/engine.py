@@ -18,6 +18,10 @@ Who owns what:
   imports nor calls the hub, and knows no OSC address.
 - readers on any thread get ``status()`` / ``status_numbers()`` (the latest snapshot), ``grid``
   and ``sounded``: immutable values swapped by reference.
+- the set recorder (``recorder``, injected: ``riffbridge.outputs.recorder.Recorder``) is
+  started and stopped on the engine thread (``/rb/record/start``, ``--record``); the player's
+  ``tap`` is its ring, and the engine queues it a log line per change and per switch that
+  sounded. The cue bus (``/rb/cue/alpha``) is the player's ``cue_bus`` reference, swapped here.
 
 A turn that raises is reported (``EngineError("engine", ...)``) and the engine goes on.
 """
@@ -46,6 +50,7 @@ from riffbridge.engine.player import (
     Cue,
     Player,
     Segment,
+    Tap,
     keep_level,
     limit,
     mix,
@@ -61,7 +66,6 @@ from riffbridge.engine.worker import (
 )
 from riffbridge.errors import OutputError
 from riffbridge.loops.types import Loop
-from riffbridge.outputs.recorder import Recorder
 from riffbridge.params import BY_NAME
 from riffbridge.pipeline import LoopRequest
 from riffbridge.state import EngineState, StartRecording, StopRecording
@@ -115,6 +119,28 @@ class Worker(Protocol):
     def close(self) -> None: ...
 
 
+class Recording(Protocol):
+    """What the engine needs of a set recorder (``riffbridge.outputs.recorder.Recorder``)."""
+
+    @property
+    def path(self) -> Any: ...
+    @property
+    def ring(self) -> Tap: ...
+    @property
+    def running(self) -> bool: ...
+
+    def start(self) -> Any: ...
+    def log(self, entry: dict[str, Any]) -> None: ...
+    def stop(self) -> None: ...
+    def close(self) -> None: ...
+
+
+class RecorderFactory(Protocol):
+    def __call__(self, path: str, rate: int, channels: int = 2, *,
+                 header: dict[str, Any] | None = None,
+                 on_error: Callable[[str], None] | None = None) -> Recording: ...
+
+
 @dataclass(frozen=True)
 class _FileWritten:
     key: LoopKey
@@ -165,7 +191,9 @@ class Engine:
 
     def __init__(self, state: EngineState, player: Player, rate: int, settings: EngineSettings,
                  *, worker: Worker, writer: LoopWriter | None = None, block: int = 512,
-                 events: queue.Queue[ev.Event] | None = None) -> None:
+                 events: queue.Queue[ev.Event] | None = None,
+                 recorder: RecorderFactory | None = None) -> None:
+        self.open_recorder = recorder
         self.player = player
         self.rate = int(rate)
         self.settings = settings
@@ -192,8 +220,8 @@ class Engine:
         self._queued_count = 0
         self._grid = self._core.grid
         self._status = self._snapshot()
-        self._recorder: Recorder | None = None
-        self._stopping: list[Recorder] = []  # recorders finishing their files
+        self._recorder: Recording | None = None
+        self._stopping: list[Recording] = []  # recorders finishing their files
         self._decisions: dict[int, CueDecision] = {}  # token -> decision, for the record log
         self._sounding: CueDecision | None = None  # the decision of the last switch that sounded
         if writer is not None:
@@ -416,6 +444,8 @@ class Engine:
     def start_recording(self, path: str) -> None:
         """Record from the next block on (engine thread, or before it starts). ``OutputError``
         when the files cannot be made or a recording runs already."""
+        if self.open_recorder is None:
+            raise OutputError("this engine has no set recorder; riffbridge serve has one")
         if self._recorder is not None:
             raise OutputError(f"already recording to {self._recorder.path}; send "
                               f"/rb/record/stop first")
@@ -424,7 +454,7 @@ class Engine:
         header = {"state": self._core.state.as_dict(), "grid": s.grid, "quality": s.quality,
                   "scheduler": s.scheduler, "seed_dir": s.seed_dir,
                   "model": ready.model if ready is not None else None, "block": self.block}
-        recorder = Recorder(path, self.rate, self.player.channels, header=header,
+        recorder = self.open_recorder(path, self.rate, self.player.channels, header=header,
                             on_error=lambda message: self._inbox.put_nowait(
                                 _RecordFailed(message))).start()
         frame = self.player.frame
