@@ -306,3 +306,21 @@ def test_serve_refuses_a_record_path_it_cannot_write_before_the_model_loads(
     code = main(["serve", "--model", "tiny", "--audio-out", "none", "--out-dir", str(tmp_path),
                  "--cue-channels", "3,4"])
     assert code != 0 and "--cue-channels needs an audio device" in capsys.readouterr().err
+
+
+def test_ctrl_c_finishes_the_recording_and_its_log(tmp_path: Path) -> None:
+    record = tmp_path / "set.wav"
+    proc = _serve(record, 9770)
+    try:
+        wait_for(lambda: record.with_suffix(".jsonl").exists()
+                 and '"type":"frames"' in record.with_suffix(".jsonl").read_text(), 120,
+                 "the recording")
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    setlog = read_log(record.with_suffix(".jsonl"))
+    assert setlog.complete and not setlog.warnings
+    assert sf.info(record).frames == setlog.samples > 0
