@@ -12,7 +12,7 @@ from typing import Literal
 
 from riffbridge.state import Command, EngineState
 
-ErrorSource = Literal["render", "worker", "files", "engine", "auto"]
+ErrorSource = Literal["render", "worker", "files", "engine", "auto", "record"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,14 @@ class Switched:
 
     alpha: float  # of what sounds: the rendered point, or the point a blend stands for
     bar: int
+    label: str
+
+
+@dataclass(frozen=True)
+class CuePlaying:
+    """The cue bus plays a new candidate (``/rb/cue/alpha``): the alpha it stands for."""
+
+    alpha: float
     label: str
 
 
@@ -84,4 +92,4 @@ class EngineStatus:
     last_error: str
 
 
-Event = LoopReady | ClipCued | Switched | Progress | EngineError | Request
+Event = LoopReady | ClipCued | Switched | Progress | EngineError | Request | CuePlaying

@@ -198,6 +198,13 @@ PARAMS: tuple[Param, ...] = (
     Param("presets", "str", "", "presets TOML file (read and written)", metavar="FILE"),
     Param("seed_dir", "str", "", "folder of seed images/sounds that the pattern may name",
           metavar="DIR"),
+    Param("record", "str", "", "record the master output to this .wav or .flac file from the "
+          "start, with a log of the set (.jsonl) beside it for `riffbridge replay`; empty: off "
+          "(/rb/record/start records later)", metavar="FILE"),
+    Param("cue_out", "str", "", "audio output for the cue bus (headphones): name or index; "
+          "empty: no cue bus, or --cue-channels", metavar="NAME|INDEX"),
+    Param("cue_channels", "str", "", "two channels of the audio output for the cue bus, such "
+          "as 3,4 (the master plays on 1,2); empty: none", metavar="A,B"),
     Param("cache_mb", "float", 512.0, "loop cache bound", unit="MB", minimum=16.0,
           maximum=1_000_000.0),
     Param("quality", "str", "fast", "spectrogram-to-audio (Griffin-Lim) quality",

@@ -105,8 +105,33 @@ class ClockTempo:
     bpm: float
 
 
+@dataclass(frozen=True)
+class StartRecording:
+    """Record the master output to ``path`` (.wav or .flac) and the set's log beside it (the
+    engine opens the files; the state does not change)."""
+
+    path: str
+
+
+@dataclass(frozen=True)
+class StopRecording:
+    """End the recording (the engine finishes the files; the state does not change)."""
+
+
+@dataclass(frozen=True)
+class CueAlpha:
+    """Audition ``alpha`` on the cue bus (what sounds does not change; the state neither)."""
+
+    alpha: float
+
+
+@dataclass(frozen=True)
+class CueCommit:
+    """Make what the cue bus plays the next loop: the engine asks for its alpha."""
+
+
 Command = (SetParam | ApplyPreset | Render | Play | Stop | RecallPreset | SavePreset | MidiLearn
-           | ClockTempo)
+           | ClockTempo | StartRecording | StopRecording | CueAlpha | CueCommit)
 
 
 def coerce(name: str, value: Any) -> Any:
@@ -148,7 +173,15 @@ def apply(state: EngineState, command: Command) -> EngineState:
             raise ControlError(f"cannot learn unknown parameter {command.param!r}; known: "
                                f"{', '.join(sorted(p.name for p in P.LIVE))}")
         return state
-    if isinstance(command, Render):
+    if isinstance(command, (Render, StopRecording, CueCommit)):
+        return state
+    if isinstance(command, CueAlpha):
+        coerce("alpha", command.alpha)
+        return state
+    if isinstance(command, StartRecording):
+        if not command.path.strip() or not command.path.lower().endswith((".wav", ".flac")):
+            raise ControlError(f"record path must be a .wav or .flac file, got "
+                               f"{command.path[:200]!r}")
         return state
     raise ControlError(f"unknown command {command!r}")
 

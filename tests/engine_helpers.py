@@ -21,6 +21,7 @@ from riffbridge.engine.player import Player
 from riffbridge.engine.worker import RenderWorker, WorkerSettings
 from riffbridge.events import Event
 from riffbridge.outputs.audio_stream import PacedStream
+from riffbridge.outputs.recorder import Recorder
 from riffbridge.outputs.writer import LoopWriter
 from riffbridge.state import EngineState
 
@@ -112,7 +113,7 @@ def running_engine(state: EngineState, *, writer: LoopWriter | None = None,
     tap = Tap(player)
     worker = RenderWorker(WorkerSettings("tiny", "cpu"), render_timeout_s=render_timeout_s)
     engine = Engine(state, player, RATE, EngineSettings(**settings), worker=worker,
-                    writer=writer)
+                    writer=writer, recorder=Recorder)
     hub.add_listener(engine.post)
     with EventLog(hub, engine.events) as log, PacedStream(RATE, tap), engine:
         yield Live(hub, engine, worker, tap, log)

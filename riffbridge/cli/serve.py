@@ -147,6 +147,29 @@ def initial_state(conf: ServeConfig) -> EngineState:
     return state
 
 
+def _check_cue(conf: ServeConfig, device: AudioDevice | None) -> None:
+    """The cue bus's settings against the devices, before the model loads."""
+    from riffbridge.errors import ConfigError
+    from riffbridge.outputs.cue_bus import parse_cue_channels
+    from riffbridge.outputs.devices import find_output
+
+    if conf.cue_out and conf.cue_channels:
+        raise ConfigError("give --cue-out DEVICE or --cue-channels A,B for the cue bus, not both")
+    if conf.cue_channels:
+        pair = parse_cue_channels(conf.cue_channels)
+        if device is None:
+            raise ConfigError("--cue-channels needs an audio device (--audio-out)")
+        if max(pair) > device.max_output_channels:
+            raise ConfigError(f"--cue-channels {conf.cue_channels}: {device.name} has "
+                              f"{device.max_output_channels} output channels; use --cue-out "
+                              f"for another device")
+    if conf.cue_out:
+        if device is None:
+            raise ConfigError("--cue-out plays in time with the master's device; give "
+                              "--audio-out too")
+        find_output(conf.cue_out)
+
+
 def _remove_if_empty(folder: Path) -> None:
     """Remove a run folder that holds nothing. rmdir refuses a folder with anything in it, so
     nothing written is ever lost here."""
@@ -169,15 +192,24 @@ def serve(conf: ServeConfig, stop: threading.Event, for_seconds: float | None = 
     from riffbridge.outputs.files import OutputFolder
     from riffbridge.outputs.wav import WavSettings
 
-    if not conf.files and not conf.device_output:
+    if not conf.files and not conf.device_output and not conf.record:
         raise ConfigError("--audio-out none and --out-dir none leave nothing to play to: "
-                          "give an audio device or an output folder")
+                          "give an audio device, an output folder or --record FILE")
     state = initial_state(conf)
+    if conf.record:  # before the model loads: a path that cannot be written stops the start
+        from riffbridge.errors import OutputError
+        from riffbridge.outputs.recorder import check_record_path
+
+        try:
+            check_record_path(conf.record)
+        except OutputError as exc:
+            raise ConfigError(f"--record: {exc}") from None
     device = None
     if conf.device_output:
         from riffbridge.outputs.devices import find_output
 
         device = find_output(None if conf.audio_out == "default" else conf.audio_out)
+    _check_cue(conf, device)
     hub = Hub(state, presets=PresetStore(conf.presets) if conf.presets else None,
               seed_dir=conf.seed_dir or None, pattern_names=GROOVES)
     folder = OutputFolder(Path(conf.out_dir).expanduser(), WavSettings("pcm24", 44100)) \
@@ -203,6 +235,7 @@ def _run(conf: ServeConfig, hub: Hub, device: AudioDevice | None, folder: Output
     from riffbridge.errors import RenderError
     from riffbridge.events import Event
     from riffbridge.outputs.audio_stream import DeviceStream, PacedStream
+    from riffbridge.outputs.recorder import Recorder
     from riffbridge.outputs.writer import LoopWriter
     from riffbridge.state import Play
 
@@ -216,18 +249,24 @@ def _run(conf: ServeConfig, hub: Hub, device: AudioDevice | None, folder: Output
                                          cuda_graphs=conf.cuda_graphs),
                           render_timeout_s=conf.render_timeout)
     settings = EngineSettings(grid=conf.grid, cache_mb=conf.cache_mb, quality=conf.quality,
-                              seed_dir=conf.seed_dir or None, setlist=conf.setlist)
+                              seed_dir=conf.seed_dir or None, setlist=conf.setlist,
+                              record=conf.record)
     engine = Engine(hub.state, player, rate, settings, worker=worker, writer=writer,
-                    block=conf.blocksize, events=events)
+                    block=conf.blocksize, events=events, recorder=Recorder)
     hub.add_listener(engine.post)
     if shutdown is not None:  # os._exit would leave the worker process behind, model loaded
         shutdown.at_force(lambda: _kill(worker.pid))
     print(f"riffbridge: loading {conf.model} on {conf.device} ...", flush=True)
     with contextlib.ExitStack() as stack:
         stream: DeviceStream | PacedStream = (
-            DeviceStream(device.index, rate, player.fill, blocksize=conf.blocksize)
+            _master_stream(conf, device, rate, player)
             if device is not None else PacedStream(rate, player.fill, blocksize=conf.blocksize))
         stack.enter_context(stream)
+        if conf.cue_out:  # the cue bus on a device of its own, on the same clock
+            from riffbridge.outputs.devices import find_output
+
+            stack.enter_context(DeviceStream(find_output(conf.cue_out).index, rate,
+                                             player.fill_cue, blocksize=conf.blocksize))
         if writer is not None:
             stack.callback(writer.close)  # closes before the stream: files finish first
         try:
@@ -268,6 +307,19 @@ def _run(conf: ServeConfig, hub: Hub, device: AudioDevice | None, folder: Output
     return True
 
 
+def _master_stream(conf: ServeConfig, device: AudioDevice, rate: int, player: Any) -> Any:
+    """The master's stream: two channels, or more with the cue bus on two of them."""
+    from riffbridge.outputs.audio_stream import DeviceStream
+
+    if not conf.cue_channels:
+        return DeviceStream(device.index, rate, player.fill, blocksize=conf.blocksize)
+    from riffbridge.outputs.cue_bus import ChannelSplit, parse_cue_channels
+
+    split = ChannelSplit(player, parse_cue_channels(conf.cue_channels))
+    return DeviceStream(device.index, rate, split, channels=split.channels,
+                        blocksize=conf.blocksize)
+
+
 def _open_midi(conf: ServeConfig, hub: Hub, clocks: ClockSources,
                stack: contextlib.ExitStack) -> str:
     if not conf.midi_in:
@@ -294,11 +346,21 @@ def _print_block(conf: ServeConfig, ready: Any, stream: Any, rate: int, osc: Any
         f"  midi     {midi}",
         f"  link     {link}",
         f"  files    {folder.run_dir if folder is not None else 'off'}",
+        f"  record   {conf.record or 'off (/rb/record/start PATH to record)'}",
+        f"  cue      {_cue_line(conf)}",
         f"  tempo    {conf.bpm:g} BPM, {conf.bars} bar{'s' if conf.bars != 1 else ''} of "
         f"{conf.beats_per_bar}, "
         f"switch on the {conf.quantum}, clock {conf.clock}",
     ]
     print("riffbridge is running (Ctrl-C to stop)\n" + "\n".join(lines), flush=True)
+
+
+def _cue_line(conf: ServeConfig) -> str:
+    if conf.cue_out:
+        return f"{conf.cue_out} (/rb/cue/alpha, /rb/cue/commit)"
+    if conf.cue_channels:
+        return f"channels {conf.cue_channels} (/rb/cue/alpha, /rb/cue/commit)"
+    return "off (--cue-out DEVICE or --cue-channels A,B)"
 
 
 def _status_line(engine: Engine) -> str:

@@ -17,6 +17,7 @@ from riffbridge.control.hub import Hub
 from riffbridge.errors import ControlError
 from riffbridge.events import (
     ClipCued,
+    CuePlaying,
     EngineError,
     Event,
     LoopReady,
@@ -38,6 +39,8 @@ def to_osc(event: Event) -> tuple[str, tuple[Any, ...]] | None:
         return "/rb/playing", (float(event.alpha), int(event.bar))
     if isinstance(event, EngineError):
         return "/rb/error", (event.source, event.message)
+    if isinstance(event, CuePlaying):
+        return "/rb/cue/playing", (float(event.alpha),)
     return None
 
 

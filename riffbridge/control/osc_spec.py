@@ -69,6 +69,15 @@ OSC_SPEC: tuple[OscAddress, ...] = (
                reply="/rb/pong"),
     OscAddress("/rb/midi/learn", "s", "command",
                "map the next MIDI CC moved to the named parameter"),
+    OscAddress("/rb/record/start", "s", "command",
+               "record the master output to this .wav or .flac path on the engine's machine, "
+               "with a log of the set (.jsonl) beside it"),
+    OscAddress("/rb/record/stop", "", "command", "end the recording (the files stay whole)"),
+    OscAddress("/rb/cue/alpha", "f", "command",
+               "audition this alpha on the cue bus (--cue-out / --cue-channels), in time with "
+               "the master, without changing what sounds", minimum=0.0, maximum=1.0),
+    OscAddress("/rb/cue/commit", "", "command",
+               "make what the cue bus plays the next loop, from the next quantum"),
     # Pushed by riffbridge.
     OscAddress("/rb/status", "sffiii", "push",
                "state, bpm, alpha, queued renders, cached loops, audio underruns"),
@@ -78,6 +87,8 @@ OSC_SPEC: tuple[OscAddress, ...] = (
     OscAddress("/rb/playing", "fi", "push",
                "the engine switched loops: the alpha that sounds (a blend's in-between), bar"),
     OscAddress("/rb/progress", "f", "push", "progress of the render in flight, 0..1"),
+    OscAddress("/rb/cue/playing", "f", "push",
+               "the cue bus plays a new candidate: the alpha it stands for"),
     OscAddress("/rb/error", "ss", "push",
                "a message was refused (its address, the reason), or the engine's news of a "
                "failure (render, worker, files, engine or auto, the reason)"),

@@ -15,13 +15,17 @@ from riffbridge.control.osc_spec import OscAddress, by_address
 from riffbridge.errors import ControlError
 from riffbridge.state import (
     Command,
+    CueAlpha,
+    CueCommit,
     MidiLearn,
     Play,
     RecallPreset,
     Render,
     SavePreset,
     SetParam,
+    StartRecording,
     Stop,
+    StopRecording,
     coerce,
 )
 
@@ -122,6 +126,14 @@ def route(address: Any, args: tuple[Any, ...] | list[Any]) -> Route:
         return Do(RecallPreset(_string(entry, args[0])))
     if address == "/rb/preset/save":
         return Do(SavePreset(_string(entry, args[0])))
+    if address == "/rb/record/start":
+        return Do(StartRecording(_string(entry, args[0])))
+    if address == "/rb/record/stop":
+        return Do(StopRecording())
+    if address == "/rb/cue/alpha":
+        return Do(CueAlpha(coerce("alpha", args[0])))
+    if address == "/rb/cue/commit":
+        return Do(CueCommit())
     if address == "/rb/midi/learn":
         return Do(MidiLearn(_string(entry, args[0])))
     if address == "/rb/subscribe":

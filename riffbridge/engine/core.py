@@ -30,6 +30,11 @@ The rules, in one place:
   end of the path with a setlist, the next pair of prompts.
 - clips: ``ClipCued`` once per switch, for exact renders only (a blend has no file), as soon as
   both the cue and the loop's file exist.
+- the cue bus: ``/rb/cue/alpha`` names a candidate; its grid point renders first (after a
+  forced render), and the cue bus plays it (or a blend of its rendered neighbours, as the master
+  would) from the next block, at the master grid's phase, so it is in time; what sounds on the
+  master does not change. ``/rb/cue/commit`` asks for the candidate's alpha (a ``Request``), so
+  the master takes it on the next quantum like any knob move, and the cue bus goes quiet.
 """
 
 from __future__ import annotations
@@ -53,8 +58,17 @@ from riffbridge.engine.plan import (
     plan,
 )
 from riffbridge.errors import ControlError
-from riffbridge.events import ClipCued, EngineError, ErrorSource, Request, Switched
-from riffbridge.state import ApplyPreset, Command, EngineState, Render, SetParam, apply
+from riffbridge.events import ClipCued, CuePlaying, EngineError, ErrorSource, Request, Switched
+from riffbridge.state import (
+    ApplyPreset,
+    Command,
+    CueAlpha,
+    CueCommit,
+    EngineState,
+    Render,
+    SetParam,
+    apply,
+)
 
 if TYPE_CHECKING:
     from riffbridge.control.hub import Change
@@ -142,6 +156,9 @@ class EngineCore:
         self._announced: LoopKey | None = None
         self._next_auto: int | None = None
         self._setlist_index = 0
+        self._cue_alpha: float | None = None  # the candidate on the cue bus
+        self._cue_sound: _Sound | None = None  # what the cue bus plays
+        self._commit = False
 
     # -- read-only views ------------------------------------------------------------------------
     @property
@@ -190,6 +207,10 @@ class EngineCore:
             self._direction = 1 if state.alpha > old.alpha else -1
         if isinstance(change.command, Render):
             self._forced = key_for(state, None, self.alpha_grid)
+        if isinstance(change.command, CueAlpha):
+            self._cue_alpha = float(change.command.alpha)
+        if isinstance(change.command, CueCommit):
+            self._commit = True
         if "bpm" in change.changed and state.clock != "internal":
             # An external clock sets the grid now; the loop playing keeps its own length until
             # the loop at the new tempo lands (the internal clock moves the grid with that loop).
@@ -231,7 +252,9 @@ class EngineCore:
         if self._forced is not None:
             key, self._forced = self._forced, None
             return key
-        for key in self.wanted():
+        cue = self.cue_key()
+        wanted = self.wanted() if cue is None else (cue, *self.wanted())
+        for key in wanted:
             if not is_cached(key) and self._retry.get(key, (0, 0.0))[1] <= now:
                 return key
         return None
@@ -309,6 +332,55 @@ class EngineCore:
                          + 1e-6)
         alpha, label = self._labels.get(token, (self._state.alpha, ""))
         return Switched(float(alpha), int(bar), label)
+
+    # -- the cue bus ----------------------------------------------------------------------------
+    def cue_key(self) -> LoopKey | None:
+        """The grid point of the candidate on the cue bus, or None."""
+        if self._cue_alpha is None:
+            return None
+        return key_for(self._state, self._cue_alpha, self.alpha_grid)
+
+    def cue_playback(self, is_cached: IsCached, frame: int) -> CueDecision | None:
+        """What the cue bus should play from the next block, when that changes (``choice``
+        None: silence), or None. Never touches what the master plays."""
+        choice = None
+        if self._cue_alpha is not None:
+            choice = choose(self._state.replace(alpha=self._cue_alpha), is_cached,
+                            self.alpha_grid)
+            if choice is None or (choice.high is None and choice.low != self.cue_key()):
+                # not rendered yet (a far neighbour is no audition): keep what the bus plays
+                return None
+        state = self._state
+        sound = None if choice is None else _Sound(choice.low, choice.high,
+                                                    round(choice.weight, 4), state.gain_db)
+        if sound == self._cue_sound:
+            return None
+        self._cue_sound = sound
+        at = frame + self.block + int(self.margin_s * self.rate)
+        bars, beats = (state.bars, state.beats_per_bar) if choice is None else (
+            choice.low.bars, choice.low.beats_per_bar)
+        loop_beats = bars * beats
+        phase = (round(self._grid.beat_at(at), 6) % loop_beats) / loop_beats
+        gains = (1.0, 0.0) if choice is None or choice.high is None else blend_gains(choice.weight)
+        return CueDecision(0, at, 1, choice, gains, 10 ** (state.gain_db / 20), phase,
+                           label_of(choice), quantum_beats(state.quantum, bars, beats), False,
+                           self._grid)
+
+    def cue_news(self, decision: CueDecision) -> CuePlaying | None:
+        if decision.choice is None:
+            return None
+        return CuePlaying(alpha_of(decision.choice), decision.label)
+
+    def commit(self) -> Request | EngineError | None:
+        """``/rb/cue/commit``: the candidate's alpha for the master (its next quantum), once."""
+        if not self._commit:
+            return None
+        self._commit = False
+        alpha, self._cue_alpha = self._cue_alpha, None
+        if alpha is None:
+            return EngineError("engine", "/rb/cue/commit: nothing is on the cue bus; send "
+                               "/rb/cue/alpha first")
+        return Request(SetParam("alpha", alpha))
 
     # -- the auto walk --------------------------------------------------------------------------
     def auto(self, frame: int) -> Request | EngineError | None:

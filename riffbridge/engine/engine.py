@@ -18,6 +18,10 @@ Who owns what:
   imports nor calls the hub, and knows no OSC address.
 - readers on any thread get ``status()`` / ``status_numbers()`` (the latest snapshot), ``grid``
   and ``sounded``: immutable values swapped by reference.
+- the set recorder (``recorder``, injected: ``riffbridge.outputs.recorder.Recorder``) is
+  started and stopped on the engine thread (``/rb/record/start``, ``--record``); the player's
+  ``tap`` is its ring, and the engine queues it a log line per change and per switch that
+  sounded. The cue bus (``/rb/cue/alpha``) is the player's ``cue_bus`` reference, swapped here.
 
 A turn that raises is reported (``EngineError("engine", ...)``) and the engine goes on.
 """
@@ -25,6 +29,7 @@ A turn that raises is reported (``EngineError("engine", ...)``) and the engine g
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
 import time
@@ -45,6 +50,7 @@ from riffbridge.engine.player import (
     Cue,
     Player,
     Segment,
+    Tap,
     keep_level,
     limit,
     mix,
@@ -59,10 +65,11 @@ from riffbridge.engine.worker import (
     Rendered,
     RenderRequest,
 )
+from riffbridge.errors import OutputError
 from riffbridge.loops.types import Loop
 from riffbridge.params import BY_NAME
 from riffbridge.pipeline import LoopRequest
-from riffbridge.state import EngineState
+from riffbridge.state import EngineState, StartRecording, StopRecording
 
 if TYPE_CHECKING:
     from riffbridge.control.hub import Change
@@ -87,6 +94,7 @@ class EngineSettings:
     # A switch is cued at least one audio block plus this margin ahead of the playhead: the
     # engine's turn (<= 5 ms) must fit before the callback reaches the boundary.
     margin_s: float = 0.005
+    record: str = ""  # record the set from the start to this path (empty: not from the start)
 
 
 class Worker(Protocol):
@@ -114,6 +122,28 @@ class Worker(Protocol):
     def close(self) -> None: ...
 
 
+class Recording(Protocol):
+    """What the engine needs of a set recorder (``riffbridge.outputs.recorder.Recorder``)."""
+
+    @property
+    def path(self) -> Any: ...
+    @property
+    def ring(self) -> Tap: ...
+    @property
+    def running(self) -> bool: ...
+
+    def start(self) -> Any: ...
+    def log(self, entry: dict[str, Any]) -> None: ...
+    def stop(self) -> None: ...
+    def close(self) -> None: ...
+
+
+class RecorderFactory(Protocol):
+    def __call__(self, path: str, rate: int, channels: int = 2, *,
+                 header: dict[str, Any] | None = None,
+                 on_error: Callable[[str], None] | None = None) -> Recording: ...
+
+
 @dataclass(frozen=True)
 class _FileWritten:
     key: LoopKey
@@ -125,7 +155,13 @@ class _FileFailed:
     message: str
 
 
-_Input: TypeAlias = "Change | ClockSync | _FileWritten | _FileFailed"
+@dataclass(frozen=True)
+class _RecordFailed:
+    message: str
+
+
+_Input: TypeAlias = "Change | ClockSync | _FileWritten | _FileFailed | _RecordFailed"
+DECISIONS_KEPT = 8  # cue decisions remembered until the player applies them (the recorder's log)
 
 
 def build_segment(decision: CueDecision, low: np.ndarray, high: np.ndarray | None) -> Segment:
@@ -158,7 +194,9 @@ class Engine:
 
     def __init__(self, state: EngineState, player: Player, rate: int, settings: EngineSettings,
                  *, worker: Worker, writer: LoopWriter | None = None, block: int = 512,
-                 events: queue.Queue[ev.Event] | None = None) -> None:
+                 events: queue.Queue[ev.Event] | None = None,
+                 recorder: RecorderFactory | None = None) -> None:
+        self.open_recorder = recorder
         self.player = player
         self.rate = int(rate)
         self.settings = settings
@@ -186,6 +224,10 @@ class Engine:
         self._queued_count = 0
         self._grid = self._core.grid
         self._status = self._snapshot()
+        self._recorder: Recording | None = None
+        self._stopping: list[Recording] = []  # recorders finishing their files
+        self._decisions: dict[int, CueDecision] = {}  # token -> decision, for the record log
+        self._sounding: CueDecision | None = None  # the decision of the last switch that sounded
         if writer is not None:
             writer.on_written = self._file_written
             writer.on_error = self._file_failed
@@ -200,6 +242,12 @@ class Engine:
         except Exception:
             self.worker.close()
             raise
+        if self.settings.record:
+            try:
+                self.start_recording(self.settings.record)
+            except OutputError:  # it stops the start
+                self.worker.close()
+                raise
         self._thread = threading.Thread(target=self._run, name="riffbridge-engine", daemon=True)
         self._thread.start()
         return self
@@ -211,6 +259,10 @@ class Engine:
         if self._thread is not None:
             self._thread.join(5)
             self._thread = None
+        self.stop_recording()
+        for recorder in self._stopping:
+            recorder.close()
+        self._stopping.clear()
         self.worker.close()
 
     def __enter__(self) -> Engine:
@@ -285,6 +337,10 @@ class Engine:
         if decision is not None:
             self._cue(decision)
             self._emit(core.clip())
+        audition = core.cue_playback(self._cache.__contains__, player.frame)
+        if audition is not None:
+            self._audition(audition)
+        self._emit(core.commit())
         self._note_applied()
         self._publish()
 
@@ -311,8 +367,13 @@ class Engine:
             self._emit(core.on_file(item.key, item.path, self._cache.__contains__))
         elif isinstance(item, _FileFailed):
             self._emit(ev.EngineError("files", item.message))
+        elif isinstance(item, _RecordFailed):
+            self.stop_recording()
+            self._emit(ev.EngineError("record", item.message))
         else:
+            self._on_record_command(item)
             core.on_change(item, self.player.frame)
+            self._log_change(item)
             if "clock" in item.changed or "bpm" in item.changed:
                 log.info("tempo %.2f BPM (%s clock)", core.state.bpm, core.state.clock)
 
@@ -359,7 +420,19 @@ class Engine:
             self._before_pending = self._segment
         self._segment = segment
         self._pending = cue
+        self._decisions = {t: d for t, d in self._decisions.items()
+                           if t > decision.token - DECISIONS_KEPT}
+        self._decisions[decision.token] = decision
         self.player.cue = cue
+
+    def _audition(self, decision: CueDecision) -> None:
+        """Put the cue bus's new candidate in place (a reference swap the cue callback reads)."""
+        choice, segment = decision.choice, None
+        if choice is not None:
+            high = None if choice.high is None else self._frames(choice.high)
+            segment = build_segment(decision, self._frames(choice.low), high)
+        self.player.cue_bus = segment
+        self._emit(self._core.cue_news(decision))
 
     def _frames(self, key: LoopKey) -> np.ndarray:
         item = self._cache.get(key)  # the core chose it from the cache this very turn
@@ -379,7 +452,69 @@ class Engine:
         if pending is not None and pending.token == token:
             self._sounded = (*self._sounded[1 - SOUNDED_KEPT:], (token, pending.at,
                                                                   pending.then))
+        decision = self._decisions.get(token)
+        if decision is not None:
+            self._sounding = decision
+            if self._recorder is not None:
+                self._recorder.log(switch_entry(decision, switched.bar))
         self._emit(switched)
+
+    # -- the set recorder ------------------------------------------------------------------------
+    def start_recording(self, path: str) -> None:
+        """Record from the next block on (engine thread, or before it starts). ``OutputError``
+        when the files cannot be made or a recording runs already."""
+        if self.open_recorder is None:
+            raise OutputError("this engine has no set recorder; riffbridge serve has one")
+        if self._recorder is not None:
+            raise OutputError(f"already recording to {self._recorder.path}; send "
+                              f"/rb/record/stop first")
+        s = self.settings
+        ready = self.worker.ready
+        header = {"state": self._core.state.as_dict(), "grid": s.grid, "quality": s.quality,
+                  "scheduler": s.scheduler, "seed_dir": s.seed_dir,
+                  "model": ready.model if ready is not None else None, "block": self.block}
+        recorder = self.open_recorder(path, self.rate, self.player.channels, header=header,
+                            on_error=lambda message: self._inbox.put_nowait(
+                                _RecordFailed(message))).start()
+        frame = self.player.frame
+        if self._sounding is not None:  # what plays as the recording starts
+            bar = math.floor(self._core.grid.beat_at(frame)
+                             / max(1, self._core.state.beats_per_bar) + 1e-6)
+            recorder.log({**switch_entry(self._sounding, bar), "before_start": True})
+        self._recorder = recorder
+        self.player.tap = recorder.ring
+
+    def stop_recording(self) -> None:
+        """End the recording, if one runs. Its writer finishes the files on its own thread (a
+        tenth of a second: the engine's turn does not wait); ``close`` waits for them."""
+        recorder, self._recorder = self._recorder, None
+        if recorder is None:
+            return
+        self.player.tap = None
+        recorder.stop()
+        self._stopping = [r for r in self._stopping if r.running]
+        self._stopping.append(recorder)
+        log.info("recording to %s ends", recorder.path)
+
+    def _on_record_command(self, change: Change) -> None:
+        command = change.command
+        try:
+            if isinstance(command, StartRecording):
+                self.start_recording(command.path)
+            elif isinstance(command, StopRecording):
+                self.stop_recording()
+        except OutputError as exc:
+            self._emit(ev.EngineError("record", str(exc)))
+
+    def _log_change(self, change: Change) -> None:
+        if self._recorder is None or not change.changed:
+            return
+        frame = self.player.frame
+        state = change.state
+        bar = math.floor(self._core.grid.beat_at(frame) / max(1, state.beats_per_bar) + 1e-6)
+        self._recorder.log({"type": "param", "frame": frame, "bar": bar,
+                            "source": change.source,
+                            "changed": {name: getattr(state, name) for name in change.changed}})
 
     def _emit(self, event: ev.Event | None) -> None:
         if event is None:
@@ -411,3 +546,17 @@ class Engine:
     def _publish(self) -> None:
         self._grid = self._core.grid
         self._status = self._snapshot()
+
+
+def switch_entry(decision: CueDecision, bar: int) -> dict[str, Any]:
+    """The record log's line for a switch that sounded: enough to play it again
+    (``riffbridge.cli.replay``): where (frame, bar), what (the loops' full keys, the mix) and
+    how (the fade, the phase, the level)."""
+    choice = decision.choice
+    return {"type": "switch", "token": decision.token, "frame": decision.at, "bar": bar,
+            "fade": decision.fade, "phase": decision.phase, "level": decision.level,
+            "gains": list(decision.gains), "label": decision.label,
+            "quantum": decision.quantum, "bpm": decision.grid.bpm,
+            "low": None if choice is None else choice.low.sidecar(),
+            "high": None if choice is None or choice.high is None else choice.high.sidecar(),
+            "weight": 0.0 if choice is None else choice.weight}

@@ -3,8 +3,11 @@
 The callback (``Player.fill``) only copies: from the looping ``Segment`` that is playing, and,
 at a cued frame, from a ``Cue``'s prepared crossfade into its next segment. It allocates nothing,
 takes no lock, logs nothing. The engine thread is the only writer of ``cue`` (one reference
-swap); the callback is the only writer of ``playing``, ``frame`` and the counters. A cue carries a
-rising token, so the engine can tell from ``applied_token`` when the switch has sounded.
+swap); the callback is the only writer of ``playing``, ``frame`` and the counters. Two more
+references the engine swaps: ``tap`` (the set recorder's ring: each played block is copied into
+it, ``RecordRing.push``) and ``cue_bus`` (the loop ``fill_cue`` plays on the cue outputs).
+A cue carries a rising token, so the engine can tell from ``applied_token`` when the switch has
+sounded.
 
 ``prepare_cue`` (engine thread) computes the crossfade ahead of time: the frames of what will be
 playing at the switch, faded out with the new loop faded in at its bar-aligned phase. The level
@@ -17,16 +20,24 @@ stays under ``CEILING`` (``limit``), so the callback cannot send an over.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
 CEILING_DBFS = -0.3  # no prepared sample goes above this (sample peak)
 KNEE_DBFS = -1.0  # below this samples pass untouched: loops are shaped to -1 dBTP
 CEILING = 10 ** (CEILING_DBFS / 20)
+CUE_SAME_CYCLE_S = 0.003  # a cue stream's first block this soon after the master's: one cycle
 KNEE = 10 ** (KNEE_DBFS / 20)
 # the largest float32 at or under the ceiling: what a prepared sample is clipped to at most
 _CEILING32 = np.float32(CEILING) if float(np.float32(CEILING)) <= CEILING \
     else np.nextafter(np.float32(CEILING), np.float32(0))
+
+
+class Tap(Protocol):
+    """What the callback hands each played block to (the recorder's ring): a copy, no more."""
+
+    def push(self, block: np.ndarray, frame: int) -> None: ...
 
 
 @dataclass(frozen=True, eq=False)
@@ -85,6 +96,14 @@ class Player:
         self.blocks = 0
         # (frame at the start of the last block, time.monotonic() of that block), for clocks
         self.stamp = np.zeros(2, dtype=np.float64)
+        # The set recorder's ring (``riffbridge.outputs.recorder.RecordRing``), or None: each
+        # block played is copied into it, nothing more. The engine thread swaps the reference.
+        self.tap: Tap | None = None
+        # The cue bus (``fill_cue``): a loop that plays in time with the master on other
+        # outputs. The engine thread swaps the reference; the cue callback owns the counters.
+        self.cue_bus: Segment | None = None
+        self.cue_frame = -1
+        self.cue_underruns = 0
 
     # -- audio thread --
     def fill(self, out: np.ndarray, now: float = 0.0, underrun: bool = False) -> None:
@@ -115,13 +134,38 @@ class Player:
                 cue = None
                 continue
             n = frames - pos if cue is None else min(frames - pos, cue.at - f)
-            self._copy_loop(out, pos, f, n)
+            self._copy_loop(self.playing, out, pos, f, n)
             pos += n
         self.frame = f0 + frames
         self.blocks += 1
+        tap = self.tap
+        if tap is not None:
+            tap.push(out, f0)
 
-    def _copy_loop(self, out: np.ndarray, pos: int, f: int, n: int) -> None:
-        seg = self.playing
+    def fill_cue(self, out: np.ndarray, now: float = 0.0, underrun: bool = False,
+                 frame: int | None = None) -> None:
+        """The cue bus: ``out.shape[0]`` frames of ``cue_bus`` (silence when None) from the
+        master's ``frame`` (given by a callback that plays both), or, for a second stream on
+        the same audio clock (two clients of one JACK server), from a counter of its own that
+        starts on the master's block of the same cycle. Only copies, like ``fill``."""
+        frames = out.shape[0]
+        if frame is not None:
+            self.cue_frame = frame
+        elif self.cue_frame < 0:
+            # The master's callback ran moments ago: this cycle began at its block's frame.
+            same_cycle = self.blocks > 0 and 0.0 <= now - self.stamp[1] < CUE_SAME_CYCLE_S
+            self.cue_frame = int(self.stamp[0]) if same_cycle else self.frame
+        f = self.cue_frame
+        if underrun:
+            self.cue_underruns += 1
+        seg = self.cue_bus
+        if seg is None:
+            out[:] = 0.0
+        else:
+            self._copy_loop(seg, out, 0, f, frames)
+        self.cue_frame = f + frames
+
+    def _copy_loop(self, seg: Segment, out: np.ndarray, pos: int, f: int, n: int) -> None:
         audio = seg.audio
         length = audio.shape[0]
         if seg is self.silence:

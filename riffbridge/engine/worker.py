@@ -224,9 +224,6 @@ def _heartbeat(results: Any, busy: list[LoopKey | None]) -> None:
 
 
 def _render(renderer: Any, request: RenderRequest, results: Any) -> None:
-    from riffbridge.dsp import resample_periodic
-    from riffbridge.loops.tempo import loop_samples
-
     started = time.perf_counter()
     key = request.key
     last = [0.0]
@@ -238,12 +235,21 @@ def _render(renderer: Any, request: RenderRequest, results: Any) -> None:
             results.put(Progress(key, float(fraction)))
 
     loop = make_loop(renderer, request.loop, progress)
-    samples = loop_samples(loop.bpm, loop.bars, loop.beats_per_bar, request.out_rate)
+    results.put(Rendered(key, loop, device_frames(loop, request.out_rate),
+                         time.perf_counter() - started))
+
+
+def device_frames(loop: Loop, rate: int) -> np.ndarray:
+    """The loop as the player plays it: (frames, 2) float32 at the device ``rate``, exactly
+    one loop long (the live worker and `riffbridge replay` both make their frames here)."""
+    from riffbridge.dsp import resample_periodic
+    from riffbridge.loops.tempo import loop_samples
+
+    samples = loop_samples(loop.bpm, loop.bars, loop.beats_per_bar, rate)
     frames = resample_periodic(np.asarray(loop.audio), samples).T
     if frames.shape[1] == 1:
         frames = np.repeat(frames, 2, axis=1)
-    results.put(Rendered(key, loop, np.ascontiguousarray(frames, dtype=np.float32),
-                         time.perf_counter() - started))
+    return np.ascontiguousarray(frames, dtype=np.float32)
 
 
 def worker_main(settings: WorkerSettings, requests: Any, results: Any, life: Any = None,
