@@ -43,7 +43,13 @@ from riffbridge.state import (
 
 log = logging.getLogger(__name__)
 
-ADDRESS_OF_PARAM = {e.param: e.address for e in OSC_SPEC if e.kind == "param" and e.param}
+# every address a param answers on (A's prompt also as slot 1's), and the group addresses
+ADDRESSES_OF_PARAM: dict[str, tuple[str, ...]] = {}
+for _e in OSC_SPEC:
+    if _e.kind == "param" and _e.param:
+        ADDRESSES_OF_PARAM[_e.param] = (*ADDRESSES_OF_PARAM.get(_e.param, ()), _e.address)
+ADDRESS_OF_PARAM = {name: addresses[0] for name, addresses in ADDRESSES_OF_PARAM.items()}
+GROUPS = {e.address: e.params for e in OSC_SPEC if e.kind == "param" and e.params}
 
 Sink = Callable[[str, tuple[Any, ...]], None]
 
@@ -225,8 +231,10 @@ class Hub:
                 assert self.presets is not None
                 self.presets.save(resolved.name, old)
             for name in change.changed:
-                address = ADDRESS_OF_PARAM.get(name)
-                if address is not None:
+                for address in ADDRESSES_OF_PARAM.get(name, ()):
                     self.push(address, getattr(new, name))
+            for address, names in GROUPS.items():
+                if any(n in change.changed for n in names):
+                    self.push(address, *(getattr(new, n) for n in names))
 
         return new, after

@@ -24,7 +24,11 @@ The rules, in one place:
   at once on a bpm change; Link's phase is followed only when it drifts by more than 5 ms or its
   tempo differs.
 - auto walk: one step per loop, ``AUTO_LEAD_S`` before the loop boundary, as a ``Request``; at an
-  end of the path with a setlist, the next pair of prompts.
+  end of the path with a setlist, the next pair of prompts. On the XY surface the walk goes
+  round a circle through the surface (``plan.xy_walk``), ``auto`` turns per loop.
+- XY surface: the planner renders the exact point, its lattice cell and the lattice ahead the way
+  the point last moved (``plan.plan_xy``); until the exact point is rendered the two nearest
+  rendered lattice points sound as a blend.
 - clips: ``ClipCued`` once per switch, for exact renders only (a blend has no file), as soon as
   both the cue and the loop's file exist.
 """
@@ -40,6 +44,7 @@ from riffbridge.control.clocks import ClockSync
 from riffbridge.engine.clock import Grid, quantum_beats
 from riffbridge.engine.plan import (
     DEFAULT_GRID,
+    DEFAULT_XY_GRID,
     LOOKAHEAD,
     Choice,
     LoopKey,
@@ -48,10 +53,19 @@ from riffbridge.engine.plan import (
     choose,
     key_for,
     plan,
+    xy_walk,
 )
 from riffbridge.errors import ControlError
 from riffbridge.events import ClipCued, EngineError, ErrorSource, Request, Switched
-from riffbridge.state import ApplyPreset, Command, EngineState, Render, SetParam, apply
+from riffbridge.state import (
+    ApplyPreset,
+    Command,
+    EngineState,
+    Render,
+    SetMany,
+    SetParam,
+    apply,
+)
 
 if TYPE_CHECKING:
     from riffbridge.control.hub import Change
@@ -94,6 +108,14 @@ class _Sound:
     gain_db: float
 
 
+def _where(key: LoopKey) -> str:
+    if key.mix == "xy":
+        return f"xy {key.x:g},{key.y:g}"
+    if key.mix == "weights":
+        return "mix " + "/".join(f"{w:g}" for _, _, w in key.styles)
+    return f"alpha {key.alpha:g}"
+
+
 def alpha_of(choice: Choice) -> float:
     """The alpha that sounds: the rendered point's, or for a blend the point between its two
     neighbours that the blend stands for (not the knob's, which may sit between grid points)."""
@@ -107,7 +129,10 @@ def label_of(choice: Choice | None) -> str:
     if choice is None:
         return "silence"
     if choice.high is None:
-        return f"alpha {choice.low.alpha:g}"
+        return _where(choice.low)
+    if choice.low.mix == "xy":
+        return f"blend {_where(choice.low)}|{choice.high.x:g},{choice.high.y:g} " \
+               f"@{choice.weight:.2f}"
     return f"blend {choice.low.alpha:g}|{choice.high.alpha:g} @{choice.weight:.2f}"
 
 
@@ -116,9 +141,12 @@ class EngineCore:
 
     def __init__(self, state: EngineState, rate: int, *, alpha_grid: int = DEFAULT_GRID,
                  lookahead: int = LOOKAHEAD, block: int = 512, margin_s: float = 0.005,
-                 setlist: tuple[tuple[str, str], ...] = ()) -> None:
+                 setlist: tuple[tuple[str, str], ...] = (),
+                 xy_grid: int = DEFAULT_XY_GRID) -> None:
         self.rate = int(rate)
         self.alpha_grid = alpha_grid
+        self.xy_grid = xy_grid
+        self._xy_direction: tuple[float, float] = (0.0, 0.0)
         self.lookahead = lookahead
         self.block = block
         self.margin_s = margin_s
@@ -170,7 +198,8 @@ class EngineCore:
         """The planner's keys for the state and direction, most urgent first."""
         if self._wanted is None:  # planned once per change, not on every turn
             self._wanted = tuple(plan(self._state, self._direction, self.alpha_grid,
-                                      self.lookahead))
+                                      self.lookahead, xy_direction=self._xy_direction,
+                                      xy_grid=self.xy_grid))
         return self._wanted
 
     def queued(self, is_cached: IsCached) -> int:
@@ -185,6 +214,8 @@ class EngineCore:
         self._wanted = None
         if "alpha" in change.changed and state.alpha != old.alpha:
             self._direction = 1 if state.alpha > old.alpha else -1
+        if ("x" in change.changed or "y" in change.changed) and state.mix == "xy":
+            self._xy_direction = (state.x - old.x, state.y - old.y)
         if isinstance(change.command, Render):
             self._forced = key_for(state, None, self.alpha_grid)
         if "bpm" in change.changed and state.clock != "internal":
@@ -237,7 +268,8 @@ class EngineCore:
     def playback(self, is_cached: IsCached, frame: int, applied_token: int) -> CueDecision | None:
         """A switch to cue now, or None. ``applied_token``: the last cue the player applied."""
         state = self._state
-        choice = choose(state, is_cached, self.alpha_grid) if state.playing else None
+        choice = (choose(state, is_cached, self.alpha_grid, self.xy_grid) if state.playing
+                  else None)
         if state.playing and choice is None:
             return None  # nothing rendered for this sound yet: keep what plays
         sound = None if choice is None else _Sound(choice.low, choice.high,
@@ -316,6 +348,9 @@ class EngineCore:
         return Request(command)
 
     def _auto_command(self, state: EngineState) -> Command:
+        if state.mix == "xy":
+            x, y = xy_walk(state.x, state.y, state.auto)
+            return SetMany((("x", x), ("y", y)))
         if self.setlist and not 0.0 <= state.alpha + state.auto <= 1.0:
             self._setlist_index = (self._setlist_index + 1) % len(self.setlist)
             a, b = self.setlist[self._setlist_index]

@@ -1,8 +1,9 @@
 """The riffuse pipeline: Riffusion's prompt-to-prompt interpolation, one readable loop.
 
 For each job: interpolate the two prompts' text embeddings, guidance and denoising strength by
-alpha; slerp the two seeds' noise (or, for a job of style slots, the weight-normalised mix of up to
-``MAX_STYLES`` prompts' embeddings and a spherical blend of their seeds' noises: ``blend_styles``); img2img from the seed image's VAE latents; optional mask
+alpha; slerp the two seeds' noise (or, for a job of style slots, the weight-normalised mix of up
+to ``MAX_STYLES`` prompts' embeddings and a spherical blend of their seeds' noises:
+``blend_embeddings``, ``blend_noises``); img2img from the seed image's VAE latents; optional mask
 (black keeps the seed image, white is repainted); classifier-free guidance against the negative
 prompt's embedding; VAE decode. Jobs that share the shape of their schedule run as one batch.
 """
