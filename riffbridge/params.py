@@ -60,7 +60,8 @@ _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 # A pattern that ends in one of these, or holds a path separator, names a seed file; anything
 # else is a groove name. The one rule, for the hub, the CLI and the render pipeline.
 SEED_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-SEED_FILE_SUFFIXES = (*SEED_IMAGE_SUFFIXES, ".wav", ".flac", ".aif", ".aiff")
+SEED_AUDIO_SUFFIXES = (".wav", ".flac", ".aif", ".aiff")
+SEED_FILE_SUFFIXES = (*SEED_IMAGE_SUFFIXES, *SEED_AUDIO_SUFFIXES)
 
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network

@@ -28,6 +28,7 @@ __all__ = [
     "SavePreset",
     "SetMany",
     "SetParam",
+    "SetSeedFile",
     "Stop",
     "apply",
     "changed_params",
@@ -63,6 +64,15 @@ class SetMany:
     """Set several params at once, all or nothing (``/rb/xy x y``, a step of the XY walk)."""
 
     values: tuple[tuple[str, Any], ...]
+
+
+@dataclass(frozen=True)
+class SetSeedFile:
+    """Make a sound file (``kind`` "audio") or a spectrogram image ("image") the img2img seed:
+    the hub checks the file and turns this into the ``pattern`` that names it."""
+
+    kind: str
+    path: str
 
 
 @dataclass(frozen=True)
@@ -114,8 +124,8 @@ class ClockTempo:
     bpm: float
 
 
-Command = (SetParam | SetMany | ApplyPreset | Render | Play | Stop | RecallPreset | SavePreset
-           | MidiLearn | ClockTempo)
+Command = (SetParam | SetMany | SetSeedFile | ApplyPreset | Render | Play | Stop | RecallPreset
+           | SavePreset | MidiLearn | ClockTempo)
 
 
 def coerce(name: str, value: Any) -> Any:
@@ -179,6 +189,8 @@ def apply(state: EngineState, command: Command) -> EngineState:
         return state
     if isinstance(command, Render):
         return state
+    if isinstance(command, SetSeedFile):
+        raise ControlError(f"a seed file is set through the hub, which checks it: {command!r}")
     raise ControlError(f"unknown command {command!r}")
 
 

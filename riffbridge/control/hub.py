@@ -37,6 +37,7 @@ from riffbridge.state import (
     RecallPreset,
     SavePreset,
     SetParam,
+    SetSeedFile,
     apply,
     changed_params,
 )
@@ -90,12 +91,48 @@ def check_pattern_file(pattern: str, seed_dir: Path | None,
                            f"or a seed file inside the seed folder")
 
 
+SeedCheck = Callable[[Path, str], None]  # (file, "audio" | "image"): ControlError if unusable
+
+
+def seed_file_pattern(kind: str, path: str, seed_dir: Path | None,
+                      check: SeedCheck | None = None) -> str:
+    """The ``pattern`` naming seed file ``path`` (relative to ``seed_dir``, or absolute inside
+    it), after the checks: inside the seed folder, an existing file of the right kind, and
+    ``check`` (the file's content: audio, not silent, long enough) passed. Nothing outside the
+    seed folder is opened."""
+    P.check_name(f"/rb/seed/{kind} path", path)
+    suffixes = P.SEED_IMAGE_SUFFIXES[:1] if kind == "image" else P.SEED_AUDIO_SUFFIXES
+    if seed_dir is None:
+        raise ControlError(f"/rb/seed/{kind} {path!r}: no seed folder is set; start riffbridge "
+                           f"with --seed-dir DIR and record into it")
+    root = seed_dir.resolve()
+    target = (root / Path(path).expanduser()).resolve()
+    if not target.is_relative_to(root):
+        raise ControlError(f"/rb/seed/{kind} {path!r} is outside the seed folder {root}; "
+                           f"only files inside it are read")
+    if not target.name.lower().endswith(suffixes):
+        raise ControlError(f"/rb/seed/{kind} {path!r} must end in {', '.join(suffixes)}")
+    if not target.is_file():
+        raise ControlError(f"/rb/seed/{kind} {path!r} not found in the seed folder {root}")
+    if check is not None:
+        check(target, kind)
+    return target.relative_to(root).as_posix()
+
+
+def check_seed_content(path: Path, kind: str) -> None:
+    """The default content check: the audio-file boundary's (``riffbridge.audio_io``)."""
+    from riffbridge.audio_io import check_seed_file
+
+    check_seed_file(path, kind)
+
+
 class Hub:
     """Owns the ``EngineState``; thread-safe."""
 
     def __init__(self, state: EngineState | None = None, *, presets: PresetStore | None = None,
                  seed_dir: str | Path | None = None,
-                 pattern_names: Iterable[str] | None = None) -> None:
+                 pattern_names: Iterable[str] | None = None,
+                 seed_check: SeedCheck | None = check_seed_content) -> None:
         self._state = state or EngineState()
         self._lock = threading.RLock()
         self._listeners: list[Callable[[Change], None]] = []
@@ -104,6 +141,7 @@ class Hub:
         self.seed_dir = Path(seed_dir) if seed_dir is not None else None
         self.pattern_names = frozenset(pattern_names) if pattern_names is not None else None
         self.learner: Learner | None = None
+        self.seed_check = seed_check
         self._status_numbers: StatusNumbers | None = None
 
     # ---- reading ----
@@ -194,6 +232,9 @@ class Hub:
         return errors
 
     def _resolve(self, command: Command) -> Command:
+        if isinstance(command, SetSeedFile):
+            return SetParam("pattern", seed_file_pattern(command.kind, command.path,
+                                                         self.seed_dir, self.seed_check))
         if isinstance(command, RecallPreset):
             if self.presets is None:
                 raise ControlError("no preset file is set; start riffbridge with --presets FILE")

@@ -65,6 +65,12 @@ OSC_SPEC: tuple[OscAddress, ...] = (
                "weights of the corner slots 1 (0,0), 2 (1,0), 3 (0,1), 4 (1,1); makes the mix "
                "the surface's", minimum=0.0, maximum=1.0, params=("x", "y")),
     OscAddress("/rb/render", "", "command", "render the current point now"),
+    OscAddress("/rb/seed/audio", "s", "command",
+               "make a WAV, AIFF or FLAC file the img2img seed, stretched to the loop's bars at "
+               "the tempo (a path inside the seed folder; relative to it when relative); "
+               "denoise says how far the render may move from it"),
+    OscAddress("/rb/seed/image", "s", "command",
+               "make a spectrogram PNG the img2img seed (a path inside the seed folder)"),
     OscAddress("/rb/play", "", "command", "start playback (from the next quantum)"),
     OscAddress("/rb/stop", "", "command", "stop playback (at the next quantum)"),
     OscAddress("/rb/preset", "s", "command", "recall a preset by name"),

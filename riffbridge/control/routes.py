@@ -23,6 +23,7 @@ from riffbridge.state import (
     SavePreset,
     SetMany,
     SetParam,
+    SetSeedFile,
     Stop,
     coerce,
 )
@@ -139,6 +140,10 @@ def route(address: Any, args: tuple[Any, ...] | list[Any]) -> Route:
         return Do(RecallPreset(_string(entry, args[0])))
     if address == "/rb/preset/save":
         return Do(SavePreset(_string(entry, args[0])))
+    if address == "/rb/seed/audio":
+        return Do(SetSeedFile("audio", _string(entry, args[0])))
+    if address == "/rb/seed/image":
+        return Do(SetSeedFile("image", _string(entry, args[0])))
     if address == "/rb/midi/learn":
         return Do(MidiLearn(_string(entry, args[0])))
     if address == "/rb/subscribe":
