@@ -244,6 +244,10 @@ def xy(args: argparse.Namespace) -> None:
               f"{statistics.median(exact):.2f} s, max {max(exact):.2f} s  |  blends sounded "
               f"{blends} of {switches} switches ({blends / max(1, switches):.0%}); underruns "
               f"{status.underruns}, errors {status.errors}")
+    renders_s = [e.seconds for _, e in news.ready]
+    if renders_s:
+        print(f"renders {len(renders_s)}, median {statistics.median(renders_s):.3f} s (render "
+              f"worker, whole loop incl. shaping)")
 
 
 def memory(args: argparse.Namespace) -> None:
