@@ -306,3 +306,16 @@ def test_two_slots_at_one_minus_a_and_a_are_the_ab_loop_byte_for_byte(renderer: 
                       SetMany((("weight_1", 1 - a), ("weight_2", a))))
         assert slots.mix == "weights" and key_for(slots).mix == "weights"
         assert loop_bytes(renderer, ab) == loop_bytes(renderer, slots)
+
+
+def test_a_config_whose_weights_cannot_sound_is_refused(tmp_path: Path) -> None:
+    from riffbridge.config import build
+    from riffbridge.errors import ConfigError
+
+    path = tmp_path / "rb.toml"
+    path.write_text('mix = "weights"\nslots = 3\nweight_1 = 0.0\n')
+    with pytest.raises(ConfigError, match="style weights must not all be 0"):
+        build(path)
+    path.write_text('mix = "xy"\nx = 0.5\ny = 0.25\nprompt_4 = "gamelan"\n')
+    state = EngineState(**build(path).initial_state())
+    assert key_for(state).styles[-1] == ("gamelan", 45, 0.125)
