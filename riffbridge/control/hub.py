@@ -207,6 +207,7 @@ class Hub:
     # ---- changing ----
     def submit(self, command: Command, source: str = "osc") -> EngineState:
         """Apply ``command``; raise ``ControlError`` (state unchanged) when it is refused."""
+        command = self._read_seed_file(command)  # reads the disk: before the lock
         with self._lock:
             new, after = self._apply_locked(command, source)
         after()
@@ -218,10 +219,16 @@ class Hub:
         and returned with its error, the rest still apply."""
         errors: list[tuple[Command, ControlError]] = []
         todo: list[tuple[Command, Callable[[], None]]] = []
+        checked: list[tuple[Command, Command]] = []
+        for command in commands:  # seed files read the disk: before the lock
+            try:
+                checked.append((command, self._read_seed_file(command)))
+            except ControlError as exc:
+                errors.append((command, exc))
         with self._lock:
-            for command in commands:
+            for command, resolved in checked:
                 try:
-                    todo.append((command, self._apply_locked(command, source)[1]))
+                    todo.append((command, self._apply_locked(resolved, source)[1]))
                 except ControlError as exc:
                     errors.append((command, exc))
         for command, after in todo:
@@ -231,10 +238,15 @@ class Hub:
                 errors.append((command, exc))
         return errors
 
-    def _resolve(self, command: Command) -> Command:
+    def _read_seed_file(self, command: Command) -> Command:
+        """A seed file checked (outside the hub's lock: it reads the file) and named as the
+        ``pattern``; any other command as it is."""
         if isinstance(command, SetSeedFile):
             return SetParam("pattern", seed_file_pattern(command.kind, command.path,
                                                          self.seed_dir, self.seed_check))
+        return command
+
+    def _resolve(self, command: Command) -> Command:
         if isinstance(command, RecallPreset):
             if self.presets is None:
                 raise ControlError("no preset file is set; start riffbridge with --presets FILE")
