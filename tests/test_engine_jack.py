@@ -124,18 +124,20 @@ def test_an_xy_move_across_the_surface_plays_on_the_bar_without_underruns():
                   SetMany((("x", 0.0), ("y", 0.0))))
     path = [(i / 12, i / 12) for i in range(13)] + [(1 - i / 12, i / 12) for i in range(13)]
     _plays_on_the_bar(state, iter([SetMany((("x", round(x, 3)), ("y", round(y, 3))))
-                                   for x, y in path * 3]), pause_s=1.25, run_s=45.0,
-                      min_renders=3)  # the blends between them make the switches
+                                   for x, y in path * 3]), pause_s=2.5, run_s=45.0,
+                      min_renders=3,  # the blends between them make the switches
+                      settings=EngineSettings(lookahead=1))
 
 
 def _plays_on_the_bar(state: EngineState, moves: Iterator[Command], pause_s: float = 2.5,
-                      run_s: float = RUN_S, min_renders: int = 6) -> None:
+                      run_s: float = RUN_S, min_renders: int = 6,
+                      settings: EngineSettings | None = None) -> None:
     hub = Hub(state)
     player = Player()
     recorder = Recorder(run_s + 40)
     period = recorder.client.blocksize  # one audio block: the JACK period
     assert recorder.client.samplerate == RATE
-    engine = Engine(state, player, RATE, EngineSettings(),
+    engine = Engine(state, player, RATE, settings or EngineSettings(),
                     worker=RenderWorker(WorkerSettings("tiny", "cpu")), block=period)
     hub.add_listener(engine.post)
     sounded: dict[int, tuple[int, Segment | None]] = {}
