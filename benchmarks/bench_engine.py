@@ -2,6 +2,7 @@
 
     python benchmarks/bench_engine.py latency [--model tiny] [--device cpu] [--audio-out none]
     python benchmarks/bench_engine.py memory --minutes 10 [--cache-mb 64]
+    python benchmarks/bench_engine.py xy [--trials 10] [--model tiny] [--device cpu]
 
 Latency: the engine runs for real (render worker process, planner, player) with the stream
 paced at the audio rate (or a real device with --audio-out). A "cached" trial moves alpha to a
@@ -9,6 +10,12 @@ grid point that is already rendered; an "uncached" trial changes the seed, so th
 rendered first. For each trial the figures are: how far the switch landed after the first
 quantum boundary at or after the command (in audio blocks; the target is at most one), and the
 time from the command to the first audible frame of the new loop.
+
+XY: sweeps across the XY surface. Each move glides the point from where it is to a random point
+in eight steps over one second (as a hand on an XY pad does), then waits for the exact loop of
+the final point to sound. Per move: the renders that landed until then (the lattice ahead plus
+the exact points), the time from the last step to the first exact loop sounding, and of the
+switches that sounded during the move how many were blends of rendered lattice neighbours.
 
 Memory: random control changes (alpha, prompts, seeds, gain, tempo) every half second for the
 given minutes, with loops written to a temporary folder; the resident memory of the engine
@@ -36,9 +43,9 @@ from riffbridge.control.hub import Hub
 from riffbridge.engine.engine import Engine, EngineSettings
 from riffbridge.engine.player import Player
 from riffbridge.engine.worker import RenderWorker, WorkerSettings
-from riffbridge.events import Event, LoopReady
+from riffbridge.events import Event, LoopReady, Switched
 from riffbridge.outputs.audio_stream import DeviceStream, PacedStream
-from riffbridge.state import EngineState, SetParam
+from riffbridge.state import EngineState, SetMany, SetParam, apply
 
 RATE = 44100
 
@@ -84,6 +91,7 @@ class News:
         self.feedback = Feedback(hub, events)
         self.events = events
         self.ready: list[tuple[float, LoopReady]] = []
+        self.switched: list[tuple[float, Switched]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -95,6 +103,8 @@ class News:
                 continue
             if isinstance(event, LoopReady):
                 self.ready.append((time.monotonic(), event))
+            if isinstance(event, Switched):
+                self.switched.append((time.monotonic(), event))
             self.feedback.handle(event)
 
     def __enter__(self) -> News:
@@ -186,6 +196,60 @@ def latency(args: argparse.Namespace) -> None:
           f"whole loop incl. shaping); underruns {status.underruns}, errors {status.errors}")
 
 
+def xy(args: argparse.Namespace) -> None:
+    rng = random.Random(11)
+    state = apply(EngineState(steps=args.steps, bars=1, playing=True, quantum="bar",
+                              xfade=0.01), SetMany((("x", 0.0), ("y", 0.0))))
+    settings = EngineSettings(xy_grid=args.xy_grid)
+    rows = []
+    with live_engine(args, state, settings) as (hub, engine, worker, news, stream):
+        ready = worker.ready
+        print(f"engine: {args.model} on {ready.device if ready else '?'}, audio {stream.name}, "
+              f"{args.steps} steps, XY lattice {args.xy_grid}x{args.xy_grid} cells, quantum "
+              f"1 bar = 2.0 s at 120 BPM")
+        wait_for(lambda: settled(engine), 600)  # the point and its lattice cell
+        x, y = 0.0, 0.0
+        for _ in range(args.trials):
+            tx, ty = round(rng.random(), 3), round(rng.random(), 3)
+            landed, switched = len(news.ready), len(news.switched)
+            for k in range(1, 9):
+                px, py = round(x + (tx - x) * k / 8, 3), round(y + (ty - y) * k / 8, 3)
+                hub.submit(SetMany((("x", px), ("y", py))), source="bench")
+                t_last = time.monotonic()
+                time.sleep(0.125)
+            x, y = tx, ty
+            label = f"xy {tx:g},{ty:g}"
+            def exact_sounded(label: str = label, since: int = switched) -> bool:
+                return any(e.label == label for _, e in news.switched[since:])
+
+            if not wait_for(exact_sounded, args.timeout):
+                print(f"move to {label}: the exact loop did not sound in {args.timeout:g} s")
+                continue
+            t_exact, _ = next((t, e) for t, e in news.switched[switched:] if e.label == label)
+            during = [e for t, e in news.switched[switched:] if t <= t_exact]
+            renders = sum(1 for t, _ in news.ready[landed:] if t <= t_exact)
+            blends = sum(1 for e in during if e.label.startswith("blend"))
+            rows.append((renders, t_exact - t_last, blends, len(during)))
+            print(f"move to ({tx:.3f}, {ty:.3f}): {renders} renders, first exact loop "
+                  f"{t_exact - t_last:.2f} s after the last step, {blends} of {len(during)} "
+                  f"switches were blends", flush=True)
+        status = engine.status()
+    if rows:
+        renders = [r for r, _, _, _ in rows]
+        exact = [t for _, t, _, _ in rows]
+        blends = sum(b for _, _, b, _ in rows)
+        switches = sum(n for _, _, _, n in rows)
+        print(f"xy sweep n={len(rows)}: renders per move median {statistics.median(renders)}, "
+              f"max {max(renders)}  |  last step -> first exact loop: median "
+              f"{statistics.median(exact):.2f} s, max {max(exact):.2f} s  |  blends sounded "
+              f"{blends} of {switches} switches ({blends / max(1, switches):.0%}); underruns "
+              f"{status.underruns}, errors {status.errors}")
+    renders_s = [e.seconds for _, e in news.ready]
+    if renders_s:
+        print(f"renders {len(renders_s)}, median {statistics.median(renders_s):.3f} s (render "
+              f"worker, whole loop incl. shaping)")
+
+
 def memory(args: argparse.Namespace) -> None:
     from riffbridge.outputs.files import OutputFolder
     from riffbridge.outputs.writer import LoopWriter
@@ -233,7 +297,7 @@ def memory(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("mode", choices=("latency", "memory"))
+    p.add_argument("mode", choices=("latency", "memory", "xy"))
     p.add_argument("--model", default="tiny")
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="auto")
@@ -244,10 +308,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--trials", type=int, default=10)
     p.add_argument("--minutes", type=float, default=10.0)
     p.add_argument("--cache-mb", type=float, default=64.0)
+    p.add_argument("--xy-grid", type=int, default=4)
+    p.add_argument("--timeout", type=float, default=300.0)
     args = p.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if args.mode == "latency":
         latency(args)
+    elif args.mode == "xy":
+        xy(args)
     else:
         memory(args)
     return 0

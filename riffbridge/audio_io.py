@@ -10,10 +10,43 @@ import numpy as np
 import soundfile as sf
 
 from riffbridge.dsp import resample
-from riffbridge.errors import AudioFileError, OutputError
+from riffbridge.errors import AudioFileError, ControlError, OutputError
 from riffbridge.fsutil import atomic_write
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".aiff", ".aif")
+MIN_SEED_S = 0.1  # a seed sound shorter than this holds no groove to vary
+SILENT_PEAK = 10 ** (-80 / 20)  # below -80 dBFS a seed sound counts as silent
+
+
+def check_seed_file(path: str | os.PathLike[str], kind: str) -> None:
+    """Refuse a seed file that cannot seed a render (``ControlError`` naming the file and why):
+    audio that is not audio, is shorter than ``MIN_SEED_S`` or is silent; an image that is not
+    one."""
+    p = Path(path)
+    if kind == "image":
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(p) as img:
+                img.verify()
+        except (UnidentifiedImageError, OSError) as exc:
+            raise ControlError(f"seed image {p.name!r} is not an image ({exc})") from None
+        return
+    try:
+        info = sf.info(str(p))
+    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
+        raise ControlError(f"seed sound {p.name!r} is not audio ({exc}); give a WAV, AIFF or "
+                           f"FLAC file") from None
+    seconds = info.frames / info.samplerate if info.samplerate else 0.0
+    if seconds < MIN_SEED_S:
+        raise ControlError(f"seed sound {p.name!r} is {seconds * 1000:.0f} ms long; a seed "
+                           f"needs at least {MIN_SEED_S * 1000:.0f} ms")
+    audio, _ = read_audio(p)
+    peak = float(np.max(np.abs(audio))) if audio.size else 0.0
+    if not peak >= SILENT_PEAK:  # also NaN samples
+        level = "-inf" if peak == 0 else f"{20 * np.log10(peak):.0f}" if peak > 0 else "nan"
+        raise ControlError(f"seed sound {p.name!r} is silent (peak {level} dBFS); record "
+                           f"something louder than -80 dBFS")
 
 
 def read_audio(path: str | os.PathLike[str], sample_rate: int | None = None

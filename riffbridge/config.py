@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from riffbridge import params as P
+from riffbridge import styles
 from riffbridge.errors import ConfigError, ControlError
 
 if sys.version_info >= (3, 11):
@@ -108,6 +109,10 @@ def build(file: str | Path | None = None, flags: Mapping[str, Any] | None = None
         raise ConfigError(f"cuda_graphs needs a CUDA device, device is {conf.device}: "
                           "drop --cuda-graphs or use --device cuda")
     _check_midi(conf, named)
+    try:
+        styles.check_mix(conf.initial_state())
+    except ControlError as exc:
+        raise ConfigError(f"the style slots' settings cannot sound: {exc}") from None
     return conf
 
 

@@ -14,7 +14,14 @@ view of this table:
 - the MIDI map's knob targets are the numeric and choice ``live`` params;
 - docs/osc.md, docs/configuration.md and the Max patches are generated from it.
 
-Adding a parameter is one entry here plus the code that uses its value.
+Adding a parameter is one entry here plus the code that uses its value. An indexed family (the
+style slots' prompt, seed and weight) is one template entry, expanded per slot by ``per_slot``:
+its ``{n}`` placeholders become the slot number, and each expanded param knows its ``family`` and
+``index``, so the views can show the family once (``/rb/slot/N/weight``) or each member.
+
+The style blend (``riffbridge.styles``): the ``blend`` params (alpha, the XY point, the slots'
+prompts, seeds and weights, how many slots play and the ``mix`` mode) together name one mix of
+prompts and seeds; the loop key names that mix, not the params that made it.
 
 Number rules (the same for OSC, MIDI, presets, the config file and flags): ints are accepted for
 float params; floats are accepted for int params only when they hold an integral value (Max,
@@ -27,7 +34,8 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import PurePosixPath, PureWindowsPath
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -43,11 +51,17 @@ DEFAULT_MODEL = "riffusion/riffusion-model-v1"
 MAX_PROMPT_CHARS = 500
 MAX_NAME_CHARS = 200  # preset and pattern names
 MAX_SEED = 2**31 - 1  # OSC int32
+MAX_SLOTS = 8  # style slots: 1 and 2 are A and B, 1..4 the XY surface's corners
+# Slots 3..8 start with styles of their own, so that a surface or a mix sounds out of the box.
+SLOT_PROMPTS = {3: "ambient pads, slow strings", 4: "drum and bass, fast breakbeat",
+                5: "dub reggae, deep bass", 6: "acid house, 303 bassline",
+                7: "bossa nova guitar, shaker", 8: "lo-fi hip hop, dusty keys"}
 _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 # A pattern that ends in one of these, or holds a path separator, names a seed file; anything
 # else is a groove name. The one rule, for the hub, the CLI and the render pipeline.
 SEED_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-SEED_FILE_SUFFIXES = (*SEED_IMAGE_SUFFIXES, ".wav", ".flac", ".aif", ".aiff")
+SEED_AUDIO_SUFFIXES = (".wav", ".flac", ".aif", ".aiff")
+SEED_FILE_SUFFIXES = (*SEED_IMAGE_SUFFIXES, *SEED_AUDIO_SUFFIXES)
 
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -89,6 +103,10 @@ class Param:
     flag: str | None = None  # `serve` flag; None: derived from the config key; "": file only
     metavar: str | None = None
     text: Text = "plain"
+    family: str | None = None  # an indexed family ("prompt", "seed", "weight"): slot ``index``
+    index: int | None = None
+    aliases: tuple[str, ...] = ()  # further OSC addresses of the param (/rb/slot/1/prompt)
+    blend: bool = False  # an input of the style blend: the loop key names the mix instead
 
     @property
     def key(self) -> str:
@@ -123,20 +141,64 @@ def _sound(name: str, kind: Kind, default: Any, help: str, osc: str, **kw: Any) 
     return Param(name, kind, default, help, live=True, sound=True, osc=osc, **kw)
 
 
+def per_slot(template: Param, first: int = 1,
+             default: Callable[[int], Any] | None = None) -> tuple[Param, ...]:
+    """The members ``first``..``MAX_SLOTS`` of an indexed family: ``template`` with ``{n}`` in its
+    name, help and OSC address replaced by the slot number (and ``default(n)`` its default)."""
+    return tuple(replace(template, name=template.name.format(n=n), help=template.help.format(n=n),
+                         osc=template.osc.format(n=n) if template.osc else None,
+                         default=template.default if default is None else default(n), index=n)
+                 for n in range(first, MAX_SLOTS + 1))
+
+
+def slot_address(n: int, family: str) -> str:
+    return f"/rb/slot/{n}/{family}"
+
+
+def _slot(name: str, kind: Kind, default: Any, help: str, family: str, n: int,
+          **kw: Any) -> Param:
+    """A slot member declared by hand (slots 1 and 2 are A and B, with their old addresses)."""
+    return Param(name, kind, default, help, live=True, sound=True, blend=True, family=family,
+                 index=n, aliases=(slot_address(n, family),), **kw)
+
+
 PARAMS: tuple[Param, ...] = (
     # ---- live and sounding: the loop key ----
-    _sound("prompt_a", "str", "funk drum groove, slap bass", "prompt of style A (at alpha 0)",
-           "/rb/prompt/a", side="a", config="prompt", metavar="TEXT", text="prompt"),
-    _sound("prompt_b", "str", "jazz piano trio, brushed drums", "prompt of style B (at alpha 1)",
-           "/rb/prompt/b", side="b", metavar="TEXT", text="prompt"),
-    _sound("seed_a", "int", 42, "noise seed of style A", "/rb/seed/a", side="a", minimum=0,
-           maximum=MAX_SEED, config="seed", metavar="N"),
-    _sound("seed_b", "int", 43, "noise seed of style B", "/rb/seed/b", side="b", minimum=0,
-           maximum=MAX_SEED, metavar="N"),
+    _slot("prompt_a", "str", "funk drum groove, slap bass", "prompt of style A (at alpha 0; "
+          "style slot 1)", "prompt", 1, osc="/rb/prompt/a", side="a", config="prompt",
+          metavar="TEXT", text="prompt"),
+    _slot("prompt_b", "str", "jazz piano trio, brushed drums", "prompt of style B (at alpha 1; "
+          "style slot 2)", "prompt", 2, osc="/rb/prompt/b", side="b", metavar="TEXT",
+          text="prompt"),
+    *per_slot(Param("prompt_{n}", "str", "", "prompt of style slot {n}", live=True, sound=True,
+                    blend=True, family="prompt", osc="/rb/slot/{n}/prompt", flag="",
+                    metavar="TEXT", text="prompt"), 3, SLOT_PROMPTS.__getitem__),
+    _slot("seed_a", "int", 42, "noise seed of style A (style slot 1)", "seed", 1,
+          osc="/rb/seed/a", side="a", minimum=0, maximum=MAX_SEED, config="seed", metavar="N"),
+    _slot("seed_b", "int", 43, "noise seed of style B (style slot 2)", "seed", 2,
+          osc="/rb/seed/b", side="b", minimum=0, maximum=MAX_SEED, metavar="N"),
+    *per_slot(Param("seed_{n}", "int", 0, "noise seed of style slot {n}", live=True, sound=True,
+                    blend=True, family="seed", osc="/rb/slot/{n}/seed", minimum=0,
+                    maximum=MAX_SEED, flag="", metavar="N"), 3, lambda n: 41 + n),
+    *per_slot(Param("weight_{n}", "float", 0.0, "weight of style slot {n} in the mix (the "
+                    "weights are normalised; setting one makes the mix the weights')",
+                    live=True, sound=True, blend=True, family="weight",
+                    osc="/rb/slot/{n}/weight", minimum=0.0, maximum=1.0, digits=6, flag=""),
+              1, lambda n: 1.0 if n == 1 else 0.0),
+    _sound("slots", "int", 2, "how many style slots play (slots 1..N); setting it makes the "
+           "mix the weights'; /rb/alpha makes it 2, /rb/xy 4", "/rb/slots", minimum=2,
+           maximum=MAX_SLOTS, blend=True, flag="", metavar="N"),
+    _sound("mix", "str", "ab", "what sets the style mix: ab (alpha between slots 1 and 2), xy "
+           "(the XY surface over slots 1..4) or weights (the slots' weights); the last control "
+           "moved sets it", "/rb/mix", choices=("ab", "xy", "weights"), blend=True, flag=""),
+    _sound("x", "float", 0.0, "XY surface, left (slots 1, 3) to right (slots 2, 4)", "/rb/x",
+           minimum=0.0, maximum=1.0, blend=True, digits=3, flag=""),
+    _sound("y", "float", 0.0, "XY surface, bottom (slots 1, 2) to top (slots 3, 4)", "/rb/y",
+           minimum=0.0, maximum=1.0, blend=True, digits=3, flag=""),
     _sound("negative", "str", "", "negative prompt", "/rb/negative", metavar="TEXT",
            text="prompt"),
     _sound("alpha", "float", 0.0, "position between A (0) and B (1)", "/rb/alpha",
-           minimum=0.0, maximum=1.0),
+           minimum=0.0, maximum=1.0, blend=True),
     _sound("denoise", "float", 0.75, "img2img strength: how far the render may move from the "
            "seed", "/rb/denoise", minimum=0.0, maximum=1.0, digits=6),
     _sound("guidance", "float", 7.0, "classifier-free guidance", "/rb/guidance", minimum=0.0,
@@ -160,7 +222,8 @@ PARAMS: tuple[Param, ...] = (
           choices=("beat", "bar", "loop")),
     _live("xfade", "float", 0.05, "switch crossfade", "/rb/xfade", unit="s", minimum=0.0,
           maximum=10.0, metavar="SECONDS"),
-    _live("auto", "float", 0.0, "auto walk: alpha change per loop, 0 = off", "/rb/auto",
+    _live("auto", "float", 0.0, "auto walk: alpha change per loop (on the XY surface: turns of "
+          "a circle through it per loop), 0 = off", "/rb/auto",
           minimum=-1.0, maximum=1.0, metavar="STEP"),
     _live("gain_db", "float", 0.0, "output gain", "/rb/gain", unit="dB", minimum=-60.0,
           maximum=12.0, flag="--gain", metavar="DB"),
@@ -215,12 +278,19 @@ PARAMS: tuple[Param, ...] = (
           "/rb/play)", flag="--no-autoplay"),
     Param("grid", "int", 8, "alpha points rendered per unit: 8 renders 0, 1/8, ... 1",
           minimum=1, maximum=64, flag=""),
+    Param("xy_grid", "int", 4, "XY lattice points per unit on each axis: 4 renders a 5x5 "
+          "lattice of the surface around the point", minimum=1, maximum=32, flag=""),
     Param("render_timeout", "float", 300.0, "a render with no progress for this long counts "
           "as hung; the worker is restarted", unit="s", minimum=5.0, maximum=86_400.0, flag=""),
     Param("setlist", "pairs", (), "pairs of prompts [a, b] for the auto walk", flag=""),
 )
 
 BY_NAME: dict[str, Param] = {p.name: p for p in PARAMS}
+# the slots' members by family and slot number: SLOT["weight"][3] is "weight_3"
+SLOT: dict[str, dict[int, str]] = {}
+for _p in PARAMS:
+    if _p.family is not None and _p.index is not None:
+        SLOT.setdefault(_p.family, {})[_p.index] = _p.name
 LIVE: tuple[Param, ...] = tuple(p for p in PARAMS if p.live)
 SOUND: tuple[Param, ...] = tuple(p for p in PARAMS if p.sound)
 SETTINGS: tuple[Param, ...] = tuple(p for p in PARAMS if p.key)

@@ -92,7 +92,9 @@ def make_loop(renderer: Renderer, request: LoopRequest,
                      denoise_a=key.denoise, denoise_b=request.denoise_b,
                      guidance_a=key.guidance, guidance_b=request.guidance_b, steps=key.steps,
                      seed_image=seed, mask=request.mask, scheduler=request.scheduler,
-                     tile_time=True)
+                     tile_time=True,
+                     # off the A/B path (the XY surface, a weights mix) the key's style mix
+                     styles=key.styles if key.mix != "ab" else ())
     image = renderer.render([job], progress)[0]
     if on_image is not None:
         on_image(image)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from riffbridge import params as P
+from riffbridge import styles
 from riffbridge.errors import ControlError
 
 __all__ = [
@@ -25,7 +26,9 @@ __all__ = [
     "RecallPreset",
     "Render",
     "SavePreset",
+    "SetMany",
     "SetParam",
+    "SetSeedFile",
     "Stop",
     "apply",
     "changed_params",
@@ -54,6 +57,22 @@ class EngineState(P.Record):
 class SetParam:
     name: str
     value: Any
+
+
+@dataclass(frozen=True)
+class SetMany:
+    """Set several params at once, all or nothing (``/rb/xy x y``, a step of the XY walk)."""
+
+    values: tuple[tuple[str, Any], ...]
+
+
+@dataclass(frozen=True)
+class SetSeedFile:
+    """Make a sound file (``kind`` "audio") or a spectrogram image ("image") the img2img seed:
+    the hub checks the file and turns this into the ``pattern`` that names it."""
+
+    kind: str
+    path: str
 
 
 @dataclass(frozen=True)
@@ -130,8 +149,9 @@ class CueCommit:
     """Make what the cue bus plays the next loop: the engine asks for its alpha."""
 
 
-Command = (SetParam | ApplyPreset | Render | Play | Stop | RecallPreset | SavePreset | MidiLearn
-           | ClockTempo | StartRecording | StopRecording | CueAlpha | CueCommit)
+Command = (SetParam | SetMany | SetSeedFile | ApplyPreset | Render | Play | Stop | RecallPreset
+           | SavePreset | MidiLearn | ClockTempo | StartRecording | StopRecording | CueAlpha
+           | CueCommit)
 
 
 def coerce(name: str, value: Any) -> Any:
@@ -145,12 +165,29 @@ def _check_bpm_clock(state: EngineState, name: str) -> None:
                            f"to set the tempo by hand")
 
 
+def _set(state: EngineState, values: dict[str, Any]) -> EngineState:
+    """``state`` with ``values`` (checked) set, the style mix's mode rules followed
+    (``riffbridge.styles.settle``) and a mix that cannot sound (all weights 0) refused."""
+    names = list(values)
+    if not any(P.BY_NAME[n].blend for n in names):
+        return state.replace(**values)
+    new = {**state.as_dict(), **values}
+    styles.settle(state.as_dict(), names, new)
+    styles.check_mix(new)
+    return state.replace(**new)
+
+
 def apply(state: EngineState, command: Command) -> EngineState:
     """The state after ``command``. Raises ``ControlError`` (state unchanged) on bad input."""
     if isinstance(command, SetParam):
         value = coerce(command.name, command.value)
         _check_bpm_clock(state, command.name)
-        return state.replace(**{command.name: value})
+        return _set(state, {command.name: value})
+    if isinstance(command, SetMany):
+        many = {name: coerce(name, raw) for name, raw in command.values}
+        for name in many:
+            _check_bpm_clock(state, name)
+        return _set(state, many)
     if isinstance(command, ApplyPreset):
         values: dict[str, Any] = {}
         for name, raw in command.values:
@@ -158,7 +195,10 @@ def apply(state: EngineState, command: Command) -> EngineState:
                 values[name] = coerce(name, raw)
             except ControlError as exc:
                 raise ControlError(f"preset {command.name!r}: {exc}") from None
-        return state.replace(**values)
+        try:
+            return _set(state, values)
+        except ControlError as exc:
+            raise ControlError(f"preset {command.name!r}: {exc}") from None
     if isinstance(command, ClockTempo):
         return state.replace(bpm=coerce("bpm", command.bpm))
     if isinstance(command, Play):
@@ -183,6 +223,8 @@ def apply(state: EngineState, command: Command) -> EngineState:
             raise ControlError(f"record path must be a .wav or .flac file, got "
                                f"{command.path[:200]!r}")
         return state
+    if isinstance(command, SetSeedFile):
+        raise ControlError(f"a seed file is set through the hub, which checks it: {command!r}")
     raise ControlError(f"unknown command {command!r}")
 
 

@@ -37,6 +37,33 @@ def test_the_default_map_puts_alpha_on_the_mod_wheel() -> None:
     assert mapper.handle(cc(2, 10)) == []
 
 
+def test_the_default_map_has_a_fader_per_slot_weight_an_xy_pair_and_scene_pads(
+        tmp_path: Path) -> None:
+    from riffbridge import params as P
+    from riffbridge.control.presets import PresetStore
+    from riffbridge.state import EngineState, SavePreset
+
+    mapper = MidiMapper(load_map(DEFAULT_MAP))
+    faders = {}
+    for control in range(128):
+        for command in mapper.handle(cc(control, 127)):
+            assert isinstance(command, SetParam)
+            faders[command.name] = control
+    assert {P.SLOT["weight"][n] for n in range(1, P.MAX_SLOTS + 1)} <= set(faders)
+    assert (faders["x"], faders["y"]) == (16, 17)
+    assert mapper.handle(cc(16, 64)) == [SetParam("x", pytest.approx(64 / 127))]
+    scenes = [mapper.handle(mido.Message("note_on", note=n, velocity=90)) for n in range(40, 48)]
+    assert scenes == [[RecallPreset(f"scene {i}")] for i in range(1, 9)]
+    # a pad recalls its scene through the hub (the engine cues it on the next quantum)
+    hub = Hub(EngineState(), presets=PresetStore(tmp_path / "p.toml"))
+    hub.submit(SetParam("x", 1.0))
+    hub.submit(SavePreset("scene 2"))
+    hub.submit(SetParam("alpha", 0.5))
+    for command in scenes[1]:
+        hub.submit(command)
+    assert (hub.state.mix, hub.state.x) == ("xy", 1.0)
+
+
 def test_ranges_curves_ints_choices_channels_and_programs() -> None:
     mapper = MidiMapper(parse_map({
         "cc": [{"control": 20, "param": "bpm", "min": 60, "max": 180, "channel": 2},

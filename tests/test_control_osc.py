@@ -145,6 +145,13 @@ def test_set_then_query_answers_on_the_same_address_at_the_reply_port(
     ("/rb/preset", ["anything"], "no preset file"),
     ("/rb/subscribe", [70000], "UDP port"),
     ("/rb/midi/learn", ["alpha"], "needs a MIDI input"),
+    ("/rb/slot/9/weight", [0.5], "slot '9' is out of range"),
+    ("/rb/slot/3/weight", [-0.25], "weight_3 must be in [0, 1], got -0.25"),
+    ("/rb/slot/3/weight", [float("nan")], "got nan"),
+    ("/rb/slot/1/weight", [0.0], "the style weights must not all be 0, got [0.0, 0.0]"),
+    ("/rb/slots", [1], "slots must be in [2, 8], got 1"),
+    ("/rb/xy", [0.5, 1.5], "y must be in [0, 1], got 1.5"),
+    ("/rb/seed/audio", ["take.wav"], "no seed folder is set"),
 ])
 def test_bad_input_gets_an_error_and_leaves_the_state(
         client: SimpleUDPClient, replies: Listener, hub: Hub, address: str, args: list[Any],
@@ -157,6 +164,22 @@ def test_bad_input_gets_an_error_and_leaves_the_state(
     assert fragment in reason
     assert hub.state == before
     assert ask(client, replies, "/rb/alpha") == [before.alpha]  # still serving
+
+
+def test_slots_and_the_xy_point_set_get_and_answer(
+        client: SimpleUDPClient, replies: Listener, hub: Hub) -> None:
+    client.send_message("/rb/slot/5/prompt", "steel drums")
+    client.send_message("/rb/slot/5/seed", 77)
+    client.send_message("/rb/slot/5/weight", 0.5)
+    assert ask(client, replies, "/rb/slot/5/prompt") == ["steel drums"]
+    assert ask(client, replies, "/rb/slot/5/seed") == [77]
+    assert ask(client, replies, "/rb/slots") == [5]
+    assert ask(client, replies, "/rb/mix") == ["weights"]
+    client.send_message("/rb/xy", [0.25, 0.75])
+    assert ask(client, replies, "/rb/xy") == [0.25, 0.75]
+    assert ask(client, replies, "/rb/slots") == [4]
+    assert ask(client, replies, "/rb/slot/1/prompt") == ask(client, replies, "/rb/prompt/a")
+    assert (hub.state.mix, hub.state.x, hub.state.y) == ("xy", 0.25, 0.75)
 
 
 def test_oversized_and_malformed_packets_get_an_error(

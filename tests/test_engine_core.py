@@ -79,6 +79,23 @@ def test_a_render_in_flight_is_useless_only_when_no_current_sound_could_use_it()
     assert core.useless(in_flight)  # the plan sits at alpha 0, where B is silent: still counts
 
 
+def test_on_the_xy_surface_an_exact_point_left_behind_is_useless_a_lattice_point_is_not():
+    state = EngineState(mix="xy", slots=4, x=0.3, y=0.3)
+    core = EngineCore(state, RATE)
+    exact = core.next_render(set().__contains__, True, 0.0)
+    assert exact is not None and exact.point == (0.3, 0.3)
+    corner = core.wanted()[1]
+    assert corner.point == (0.25, 0.25)
+    core.on_change(_change(core, x=0.9, y=0.9), 0)  # the point moved on: both are stale
+    assert exact not in core.wanted() and corner not in core.wanted()
+    assert core.useless(exact)  # no blend plays an exact point
+    assert not core.useless(corner)  # a lattice point of the same surface is a neighbour
+    core.on_change(_change(core, prompt_3="rain on a tin roof"), 0)  # another surface
+    assert core.useless(corner)
+    core.on_change(_change(core, mix="ab", alpha=0.5, x=0.3, y=0.3), 0)
+    assert core.useless(corner)  # another mix
+
+
 def test_a_pending_cue_is_replaced_unless_it_is_about_to_sound():
     state = EngineState(playing=True, alpha=0.0, bars=1)
     core = EngineCore(state, RATE)

@@ -13,6 +13,7 @@ import itertools
 import queue
 import threading
 import time
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -37,7 +38,7 @@ from riffbridge.events import Switched
 from riffbridge.loops.tempo import loop_samples
 from riffbridge.loops.types import Loop
 from riffbridge.outputs.audio_stream import DeviceStream
-from riffbridge.state import EngineState, SetParam
+from riffbridge.state import Command, EngineState, SetMany, SetParam, apply
 
 RATE = 44100
 RUN_S = 30.0
@@ -111,12 +112,32 @@ def _continuation(seg_audio: np.ndarray, phase0: int, start: int, end: int) -> n
 
 def test_engine_plays_through_jack_on_the_bar_without_underruns():
     state = EngineState(steps=4, bars=1, playing=True, quantum="bar", xfade=0.05)
+    targets = [0.25, 1.0, 0.5, 0.0, 0.75, 0.375, 1.0, 0.125] * 3
+    _plays_on_the_bar(state, iter([SetParam("alpha", a) for a in targets]))
+
+
+def test_an_xy_move_across_the_surface_plays_on_the_bar_without_underruns():
+    """The point crosses the XY surface corner to corner and back while it plays: what sounds
+    is the exact render or the blend of the two nearest rendered lattice points, switched only
+    on the bar, and every stretch of the recording is one of those, sample for sample."""
+    state = apply(EngineState(steps=4, bars=1, playing=True, quantum="bar", xfade=0.05),
+                  SetMany((("x", 0.0), ("y", 0.0))))
+    path = [(i / 12, i / 12) for i in range(13)] + [(1 - i / 12, i / 12) for i in range(13)]
+    _plays_on_the_bar(state, iter([SetMany((("x", round(x, 3)), ("y", round(y, 3))))
+                                   for x, y in path * 3]), pause_s=2.5, run_s=45.0,
+                      min_renders=3,  # the blends between them make the switches
+                      settings=EngineSettings(lookahead=1))
+
+
+def _plays_on_the_bar(state: EngineState, moves: Iterator[Command], pause_s: float = 2.5,
+                      run_s: float = RUN_S, min_renders: int = 6,
+                      settings: EngineSettings | None = None) -> None:
     hub = Hub(state)
     player = Player()
-    recorder = Recorder(RUN_S + 40)
+    recorder = Recorder(run_s + 40)
     period = recorder.client.blocksize  # one audio block: the JACK period
     assert recorder.client.samplerate == RATE
-    engine = Engine(state, player, RATE, EngineSettings(),
+    engine = Engine(state, player, RATE, settings or EngineSettings(),
                     worker=RenderWorker(WorkerSettings("tiny", "cpu")), block=period)
     hub.add_listener(engine.post)
     sounded: dict[int, tuple[int, Segment | None]] = {}
@@ -138,10 +159,9 @@ def test_engine_plays_through_jack_on_the_bar_without_underruns():
             collector.start()
             wait_for(lambda: player.applied_token >= 1, 60, "the first loop")
             started = time.monotonic()
-            targets = iter([0.25, 1.0, 0.5, 0.0, 0.75, 0.375, 1.0, 0.125] * 3)
-            while time.monotonic() - started < RUN_S:
-                hub.submit(SetParam("alpha", next(targets)))
-                time.sleep(2.5)
+            while time.monotonic() - started < run_s:
+                hub.submit(next(moves))
+                time.sleep(pause_s)
             rendering = engine.status().renders
         time.sleep(0.2)
     finally:
@@ -150,7 +170,7 @@ def test_engine_plays_through_jack_on_the_bar_without_underruns():
         events.close()
         recorder.close()
     collector.join(1)
-    assert rendering >= 6, f"only {rendering} renders in the background"
+    assert rendering >= min_renders, f"only {rendering} renders in the background"
     assert player.underruns == 0, f"{player.underruns} underruns"
     assert recorder.xruns == 0, f"{recorder.xruns} JACK xruns"
 

@@ -16,7 +16,7 @@ from riffbridge.control.midi_map import make_target
 from riffbridge.control.osc_spec import OSC_SPEC
 from riffbridge.engine.plan import LoopKey, key_for
 from riffbridge.errors import ConfigError, ControlError
-from riffbridge.state import EngineState, SetParam, apply
+from riffbridge.state import EngineState, SetMany, SetParam, apply
 
 
 def test_names_keys_flags_and_addresses_are_each_unique() -> None:
@@ -39,12 +39,16 @@ def test_the_state_is_the_live_params_plus_the_transport() -> None:
 
 def test_the_osc_params_are_the_live_params_with_addresses() -> None:
     tags = {"str": "s", "int": "i", "float": "f"}
-    entries = {e.param: e for e in OSC_SPEC if e.kind == "param"}
-    assert set(entries) == {p.name for p in P.LIVE if p.osc}
-    for name, entry in entries.items():
-        param = P.BY_NAME[name]
-        assert (entry.address, entry.args, entry.minimum, entry.maximum, entry.choices) == (
-            param.osc, tags[param.kind], param.minimum, param.maximum, param.choices)
+    entries = [e for e in OSC_SPEC if e.kind == "param" and e.param]
+    assert {e.param for e in entries} == {p.name for p in P.LIVE if p.osc}
+    for entry in entries:
+        param = P.BY_NAME[entry.param or ""]
+        assert (entry.args, entry.minimum, entry.maximum, entry.choices) == (
+            tags[param.kind], param.minimum, param.maximum, param.choices)
+        assert entry.address in (param.osc, *param.aliases)
+    # a group address sets several params at once, each of them checked as itself
+    groups = [e for e in OSC_SPEC if e.kind == "param" and not e.param]
+    assert [(e.address, e.args, e.params) for e in groups] == [("/rb/xy", "ff", ("x", "y"))]
 
 
 def test_the_config_keys_and_their_defaults_are_the_tables() -> None:
@@ -97,10 +101,34 @@ def test_a_param_that_does_not_change_the_sound_does_not_change_the_key() -> Non
         other = p.choices[-1] if p.choices else p.maximum
         assert key_for(state.replace(**{p.name: other})) == key_for(state)
     for p in P.SOUND:
-        if p.name in ("alpha", "prompt_b", "seed_b"):  # at alpha 0 style B plays no part
+        if p.blend:  # the style mix's inputs change the key through the mix (below)
             continue
         other = "zz" if p.kind == "str" else (p.maximum if p.maximum is not None else 1)
         assert key_for(state.replace(**{p.name: other})) != key_for(state), p.name
+    # a slot's prompt and seed change the key exactly when the slot has a part in the mix
+    mixed = apply(state, SetMany((("weight_1", 0.5), ("weight_2", 0.25),
+                                  *((f"weight_{n}", 0.1) for n in range(3, P.MAX_SLOTS + 1)))))
+    assert mixed.mix == "weights" and mixed.slots == P.MAX_SLOTS
+    for family in ("prompt", "seed"):
+        for n, name in P.SLOT[family].items():
+            other = "zz" if family == "prompt" else 7777
+            assert key_for(mixed.replace(**{name: other})) != key_for(mixed), name
+            if n > 1:  # at alpha 0 only slot 1 plays
+                assert key_for(state.replace(**{name: other})) == key_for(state), name
+
+
+def test_slot_families_are_declared_once_and_expanded() -> None:
+    assert set(P.SLOT) == {"prompt", "seed", "weight"}
+    for family, members in P.SLOT.items():
+        assert sorted(members) == list(range(1, P.MAX_SLOTS + 1))
+        for n, name in members.items():
+            param = P.BY_NAME[name]
+            assert (param.family, param.index, param.live, param.sound, param.blend) == (
+                family, n, True, True, True)
+            # every member answers on /rb/slot/N/<family>; A and B also on their old addresses
+            assert P.slot_address(n, family) in (param.osc, *param.aliases)
+    assert P.BY_NAME["prompt_a"].osc == "/rb/prompt/a"
+    assert P.BY_NAME["weight_3"].range_text() == "[0, 1]"
 
 
 def test_the_midi_targets_are_the_numeric_and_choice_live_params() -> None:

@@ -248,9 +248,9 @@ def _run(conf: ServeConfig, hub: Hub, device: AudioDevice | None, folder: Output
     worker = RenderWorker(WorkerSettings(conf.model, conf.device, conf.dtype,
                                          cuda_graphs=conf.cuda_graphs),
                           render_timeout_s=conf.render_timeout)
-    settings = EngineSettings(grid=conf.grid, cache_mb=conf.cache_mb, quality=conf.quality,
-                              seed_dir=conf.seed_dir or None, setlist=conf.setlist,
-                              record=conf.record)
+    settings = EngineSettings(grid=conf.grid, xy_grid=conf.xy_grid, cache_mb=conf.cache_mb,
+                              quality=conf.quality, seed_dir=conf.seed_dir or None,
+                              setlist=conf.setlist, record=conf.record)
     engine = Engine(hub.state, player, rate, settings, worker=worker, writer=writer,
                     block=conf.blocksize, events=events, recorder=Recorder)
     hub.add_listener(engine.post)

@@ -37,13 +37,20 @@ from riffbridge.state import (
     RecallPreset,
     SavePreset,
     SetParam,
+    SetSeedFile,
     apply,
     changed_params,
 )
 
 log = logging.getLogger(__name__)
 
-ADDRESS_OF_PARAM = {e.param: e.address for e in OSC_SPEC if e.kind == "param" and e.param}
+# every address a param answers on (A's prompt also as slot 1's), and the group addresses
+ADDRESSES_OF_PARAM: dict[str, tuple[str, ...]] = {}
+for _e in OSC_SPEC:
+    if _e.kind == "param" and _e.param:
+        ADDRESSES_OF_PARAM[_e.param] = (*ADDRESSES_OF_PARAM.get(_e.param, ()), _e.address)
+ADDRESS_OF_PARAM = {name: addresses[0] for name, addresses in ADDRESSES_OF_PARAM.items()}
+GROUPS = {e.address: e.params for e in OSC_SPEC if e.kind == "param" and e.params}
 
 # Pushes a new subscriber is sent again (``snapshot``): the sounding clip and what plays.
 REMEMBERED = ("/rb/clip", "/rb/playing")
@@ -87,12 +94,48 @@ def check_pattern_file(pattern: str, seed_dir: Path | None,
                            f"or a seed file inside the seed folder")
 
 
+SeedCheck = Callable[[Path, str], None]  # (file, "audio" | "image"): ControlError if unusable
+
+
+def seed_file_pattern(kind: str, path: str, seed_dir: Path | None,
+                      check: SeedCheck | None = None) -> str:
+    """The ``pattern`` naming seed file ``path`` (relative to ``seed_dir``, or absolute inside
+    it), after the checks: inside the seed folder, an existing file of the right kind, and
+    ``check`` (the file's content: audio, not silent, long enough) passed. Nothing outside the
+    seed folder is opened."""
+    P.check_name(f"/rb/seed/{kind} path", path)
+    suffixes = P.SEED_IMAGE_SUFFIXES[:1] if kind == "image" else P.SEED_AUDIO_SUFFIXES
+    if seed_dir is None:
+        raise ControlError(f"/rb/seed/{kind} {path!r}: no seed folder is set; start riffbridge "
+                           f"with --seed-dir DIR and record into it")
+    root = seed_dir.resolve()
+    target = (root / Path(path).expanduser()).resolve()
+    if not target.is_relative_to(root):
+        raise ControlError(f"/rb/seed/{kind} {path!r} is outside the seed folder {root}; "
+                           f"only files inside it are read")
+    if not target.name.lower().endswith(suffixes):
+        raise ControlError(f"/rb/seed/{kind} {path!r} must end in {', '.join(suffixes)}")
+    if not target.is_file():
+        raise ControlError(f"/rb/seed/{kind} {path!r} not found in the seed folder {root}")
+    if check is not None:
+        check(target, kind)
+    return target.relative_to(root).as_posix()
+
+
+def check_seed_content(path: Path, kind: str) -> None:
+    """The default content check: the audio-file boundary's (``riffbridge.audio_io``)."""
+    from riffbridge.audio_io import check_seed_file
+
+    check_seed_file(path, kind)
+
+
 class Hub:
     """Owns the ``EngineState``; thread-safe."""
 
     def __init__(self, state: EngineState | None = None, *, presets: PresetStore | None = None,
                  seed_dir: str | Path | None = None,
-                 pattern_names: Iterable[str] | None = None) -> None:
+                 pattern_names: Iterable[str] | None = None,
+                 seed_check: SeedCheck | None = check_seed_content) -> None:
         self._state = state or EngineState()
         self._lock = threading.RLock()
         self._listeners: list[Callable[[Change], None]] = []
@@ -101,6 +144,7 @@ class Hub:
         self.seed_dir = Path(seed_dir) if seed_dir is not None else None
         self.pattern_names = frozenset(pattern_names) if pattern_names is not None else None
         self.learner: Learner | None = None
+        self.seed_check = seed_check
         self._status_numbers: StatusNumbers | None = None
         self._last_push: dict[str, tuple[Any, ...]] = {}  # the latest of each REMEMBERED push
 
@@ -184,6 +228,7 @@ class Hub:
     # ---- changing ----
     def submit(self, command: Command, source: str = "osc") -> EngineState:
         """Apply ``command``; raise ``ControlError`` (state unchanged) when it is refused."""
+        command = self._read_seed_file(command)  # reads the disk: before the lock
         with self._lock:
             new, after = self._apply_locked(command, source)
         after()
@@ -195,10 +240,16 @@ class Hub:
         and returned with its error, the rest still apply."""
         errors: list[tuple[Command, ControlError]] = []
         todo: list[tuple[Command, Callable[[], None]]] = []
+        checked: list[tuple[Command, Command]] = []
+        for command in commands:  # seed files read the disk: before the lock
+            try:
+                checked.append((command, self._read_seed_file(command)))
+            except ControlError as exc:
+                errors.append((command, exc))
         with self._lock:
-            for command in commands:
+            for command, resolved in checked:
                 try:
-                    todo.append((command, self._apply_locked(command, source)[1]))
+                    todo.append((command, self._apply_locked(resolved, source)[1]))
                 except ControlError as exc:
                     errors.append((command, exc))
         for command, after in todo:
@@ -207,6 +258,14 @@ class Hub:
             except ControlError as exc:
                 errors.append((command, exc))
         return errors
+
+    def _read_seed_file(self, command: Command) -> Command:
+        """A seed file checked (outside the hub's lock: it reads the file) and named as the
+        ``pattern``; any other command as it is."""
+        if isinstance(command, SetSeedFile):
+            return SetParam("pattern", seed_file_pattern(command.kind, command.path,
+                                                         self.seed_dir, self.seed_check))
+        return command
 
     def _resolve(self, command: Command) -> Command:
         if isinstance(command, RecallPreset):
@@ -246,8 +305,10 @@ class Hub:
                 assert self.presets is not None
                 self.presets.save(resolved.name, old)
             for name in change.changed:
-                address = ADDRESS_OF_PARAM.get(name)
-                if address is not None:
+                for address in ADDRESSES_OF_PARAM.get(name, ()):
                     self.push(address, getattr(new, name))
+            for address, names in GROUPS.items():
+                if any(n in change.changed for n in names):
+                    self.push(address, *(getattr(new, n) for n in names))
 
         return new, after

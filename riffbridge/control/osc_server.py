@@ -47,6 +47,7 @@ from riffbridge.control.routes import (
     Do,
     PingRequest,
     Query,
+    QueryGroup,
     Route,
     StatusRequest,
     Subscribe,
@@ -453,6 +454,8 @@ class OscServer:
                     self.applied += 1
             elif isinstance(r, Query):
                 self.reply(sender, r.address, self.hub.value(r.param))
+            elif isinstance(r, QueryGroup):
+                self.reply(sender, r.address, *(self.hub.value(p) for p in r.params))
             elif isinstance(r, PingRequest):
                 self.reply(sender, "/rb/pong")
             elif isinstance(r, StatusRequest):

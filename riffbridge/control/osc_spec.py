@@ -6,7 +6,9 @@ Type tags follow OSC: ``s`` string, ``i`` int32, ``f`` float32. An empty ``args`
 address takes no argument. ``kind`` says what a message does:
 
 - ``param``: ``/rb/<param> value`` sets the parameter; ``/rb/<param>`` with no argument asks, and
-  the answer comes back on the same address with the current value.
+  the answer comes back on the same address with the current value. A param may answer on more
+  than one address (style A is also style slot 1: ``/rb/prompt/a`` and ``/rb/slot/1/prompt``),
+  and a group address sets several params at once (``/rb/xy x y``: its ``params``).
 - ``command``: does something; ``args`` may be optional (``optional=True``).
 - ``push``: sent by riffbridge to the requester or to subscribers, never received.
 """
@@ -14,6 +16,7 @@ address takes no argument. ``kind`` says what a message does:
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass
 from typing import Literal
 
@@ -34,23 +37,40 @@ class OscAddress:
     choices: tuple[str, ...] = ()
     optional: bool = False  # for commands: the arguments may be left out
     reply: str | None = None  # for commands that answer: the address and args of the answer
+    params: tuple[str, ...] = ()  # for a group param address: the state fields, in arg order
+    family: str | None = None  # for a style slot's member: its family ("prompt", ...)
+    index: int | None = None  # and slot number
 
 
 PREFIX = "/rb"
 
 
-def _param_address(param: P.Param) -> OscAddress:
+def _param_addresses(param: P.Param) -> tuple[OscAddress, ...]:
+    """The param's address and its aliases, each a full entry."""
     assert param.osc is not None
     tag = {"str": "s", "int": "i", "float": "f"}[param.kind]
     unit = f" ({param.unit})" if param.unit and param.unit not in param.help else ""
-    return OscAddress(param.osc, tag, "param", param.help + unit, param=param.name,
-                      minimum=param.minimum, maximum=param.maximum, choices=param.choices)
+    return tuple(OscAddress(address, tag, "param", param.help + unit, param=param.name,
+                            minimum=param.minimum, maximum=param.maximum, choices=param.choices,
+                            family=param.family, index=param.index)
+                 for address in (param.osc, *param.aliases))
 
+
+SLOT_ADDRESS = re.compile(r"/rb/slot/([^/]*)/(\w+)")
 
 OSC_SPEC: tuple[OscAddress, ...] = (
     # The params: a view of the parameter table.
-    *(_param_address(p) for p in P.LIVE if p.osc),
+    *(a for p in P.LIVE if p.osc for a in _param_addresses(p)),
+    OscAddress("/rb/xy", "ff", "param", "the XY surface's point (x, y), each 0..1: bilinear "
+               "weights of the corner slots 1 (0,0), 2 (1,0), 3 (0,1), 4 (1,1); makes the mix "
+               "the surface's", minimum=0.0, maximum=1.0, params=("x", "y")),
     OscAddress("/rb/render", "", "command", "render the current point now"),
+    OscAddress("/rb/seed/audio", "s", "command",
+               "make a WAV, AIFF or FLAC file the img2img seed, stretched to the loop's bars at "
+               "the tempo (a path inside the seed folder; relative to it when relative); "
+               "denoise says how far the render may move from it"),
+    OscAddress("/rb/seed/image", "s", "command",
+               "make a spectrogram PNG the img2img seed (a path inside the seed folder)"),
     OscAddress("/rb/play", "", "command", "start playback (from the next quantum)"),
     OscAddress("/rb/stop", "", "command", "stop playback (at the next quantum)"),
     OscAddress("/rb/preset", "s", "command", "recall a preset by name"),
@@ -102,12 +122,21 @@ def incoming() -> tuple[OscAddress, ...]:
     return tuple(a for a in OSC_SPEC if a.kind != "push")
 
 
+_INCOMING: dict[str, OscAddress] = {}
+for _entry in OSC_SPEC:
+    if _entry.kind != "push":
+        _INCOMING.setdefault(_entry.address, _entry)
+
+
 def by_address(address: str) -> OscAddress | None:
     """The accepted entry for an address, or None if riffbridge does not take it."""
-    for entry in incoming():
-        if entry.address == address:
-            return entry
-    return None
+    return _INCOMING.get(address)
+
+
+def addresses_of(param: str) -> tuple[str, ...]:
+    """Every address that answers for ``param``: its own, its aliases, then its groups."""
+    return tuple(e.address for e in OSC_SPEC if e.kind == "param"
+                 and (e.param == param or param in e.params))
 
 
 def spec_as_json() -> str:

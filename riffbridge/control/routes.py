@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from riffbridge.control.osc_spec import OscAddress, by_address
+from riffbridge import params as P
+from riffbridge.control.osc_spec import SLOT_ADDRESS, OscAddress, by_address
 from riffbridge.errors import ControlError
 from riffbridge.state import (
     Command,
@@ -22,7 +23,9 @@ from riffbridge.state import (
     RecallPreset,
     Render,
     SavePreset,
+    SetMany,
     SetParam,
+    SetSeedFile,
     StartRecording,
     Stop,
     StopRecording,
@@ -35,6 +38,14 @@ class Query:
     """Answer ``address`` with the current value of ``param``."""
 
     param: str
+    address: str
+
+
+@dataclass(frozen=True)
+class QueryGroup:
+    """Answer ``address`` with the current values of ``params`` (``/rb/xy`` -> x y)."""
+
+    params: tuple[str, ...]
     address: str
 
 
@@ -65,7 +76,7 @@ class PingRequest:
     pass
 
 
-Route = Query | Do | Subscribe | Unsubscribe | StatusRequest | PingRequest
+Route = Query | QueryGroup | Do | Subscribe | Unsubscribe | StatusRequest | PingRequest
 
 _TYPE_WORDS = {"s": "a string", "i": "an int", "f": "a float"}
 
@@ -107,8 +118,15 @@ def route(address: Any, args: tuple[Any, ...] | list[Any]) -> Route:
         raise ControlError(f"OSC address must be a string, got {address!r}")
     entry = by_address(address)
     if entry is None:
+        _unknown_slot(address)
         raise ControlError(f"unknown address {address[:100]!r}; run `riffbridge osc-spec` "
                            f"for the list")
+    if entry.kind == "param" and entry.params:
+        if not args:
+            return QueryGroup(entry.params, address)
+        _expect(entry, args)
+        return Do(SetMany(tuple((name, coerce(name, value))
+                                for name, value in zip(entry.params, args, strict=True))))
     if entry.kind == "param":
         assert entry.param is not None
         if not args:
@@ -134,6 +152,10 @@ def route(address: Any, args: tuple[Any, ...] | list[Any]) -> Route:
         return Do(CueAlpha(coerce("alpha", args[0])))
     if address == "/rb/cue/commit":
         return Do(CueCommit())
+    if address == "/rb/seed/audio":
+        return Do(SetSeedFile("audio", _string(entry, args[0])))
+    if address == "/rb/seed/image":
+        return Do(SetSeedFile("image", _string(entry, args[0])))
     if address == "/rb/midi/learn":
         return Do(MidiLearn(_string(entry, args[0])))
     if address == "/rb/subscribe":
@@ -145,6 +167,19 @@ def route(address: Any, args: tuple[Any, ...] | list[Any]) -> Route:
     if address == "/rb/ping":
         return PingRequest()
     raise ControlError(f"{address} is in the OSC table but has no route; please report this")
+
+
+def _unknown_slot(address: str) -> None:
+    """A slot address the table lacks: name the slot number or the member that is wrong."""
+    match = SLOT_ADDRESS.fullmatch(address)
+    if match is None:
+        return
+    number, member = match.groups()
+    if not (number.isdigit() and 1 <= int(number) <= P.MAX_SLOTS):
+        raise ControlError(f"slot {number[:20]!r} is out of range: style slots are 1 to "
+                           f"{P.MAX_SLOTS} (/rb/slot/N/{member[:20]})")
+    raise ControlError(f"a style slot has no {member[:40]!r}; /rb/slot/{number}/ takes "
+                       f"{', '.join(sorted(P.SLOT))}")
 
 
 def coalesce(names: Sequence[str]) -> list[list[int]]:

@@ -27,7 +27,11 @@ The rules, in one place:
   at once on a bpm change; Link's phase is followed only when it drifts by more than 5 ms or its
   tempo differs.
 - auto walk: one step per loop, ``AUTO_LEAD_S`` before the loop boundary, as a ``Request``; at an
-  end of the path with a setlist, the next pair of prompts.
+  end of the path with a setlist, the next pair of prompts. On the XY surface the walk goes
+  round a circle through the surface (``plan.xy_walk``), ``auto`` turns per loop.
+- XY surface: the planner renders the exact point, its lattice cell and the lattice ahead the way
+  the point last moved (``plan.plan_xy``); until the exact point is rendered the two nearest
+  rendered lattice points sound as a blend.
 - clips: ``ClipCued`` once per switch, for exact renders only (a blend has no file), as soon as
   both the cue and the loop's file exist.
 - the cue bus: ``/rb/cue/alpha`` names a candidate; its grid point renders first (after a
@@ -48,6 +52,7 @@ from riffbridge.control.clocks import ClockSync
 from riffbridge.engine.clock import Grid, quantum_beats
 from riffbridge.engine.plan import (
     DEFAULT_GRID,
+    DEFAULT_XY_GRID,
     LOOKAHEAD,
     Choice,
     LoopKey,
@@ -55,7 +60,9 @@ from riffbridge.engine.plan import (
     blend_gains,
     choose,
     key_for,
+    lattice,
     plan,
+    xy_walk,
 )
 from riffbridge.errors import ControlError
 from riffbridge.events import ClipCued, CuePlaying, EngineError, ErrorSource, Request, Switched
@@ -66,6 +73,7 @@ from riffbridge.state import (
     CueCommit,
     EngineState,
     Render,
+    SetMany,
     SetParam,
     apply,
 )
@@ -111,6 +119,14 @@ class _Sound:
     gain_db: float
 
 
+def _where(key: LoopKey) -> str:
+    if key.mix == "xy":
+        return f"xy {key.x:g},{key.y:g}"
+    if key.mix == "weights":
+        return "mix " + "/".join(f"{w:g}" for _, _, w in key.styles)
+    return f"alpha {key.alpha:g}"
+
+
 def alpha_of(choice: Choice) -> float:
     """The alpha that sounds: the rendered point's, or for a blend the point between its two
     neighbours that the blend stands for (not the knob's, which may sit between grid points)."""
@@ -124,7 +140,10 @@ def label_of(choice: Choice | None) -> str:
     if choice is None:
         return "silence"
     if choice.high is None:
-        return f"alpha {choice.low.alpha:g}"
+        return _where(choice.low)
+    if choice.low.mix == "xy":
+        return f"blend {_where(choice.low)}|{choice.high.x:g},{choice.high.y:g} " \
+               f"@{choice.weight:.2f}"
     return f"blend {choice.low.alpha:g}|{choice.high.alpha:g} @{choice.weight:.2f}"
 
 
@@ -133,9 +152,12 @@ class EngineCore:
 
     def __init__(self, state: EngineState, rate: int, *, alpha_grid: int = DEFAULT_GRID,
                  lookahead: int = LOOKAHEAD, block: int = 512, margin_s: float = 0.005,
-                 setlist: tuple[tuple[str, str], ...] = ()) -> None:
+                 setlist: tuple[tuple[str, str], ...] = (),
+                 xy_grid: int = DEFAULT_XY_GRID) -> None:
         self.rate = int(rate)
         self.alpha_grid = alpha_grid
+        self.xy_grid = xy_grid
+        self._xy_direction: tuple[float, float] = (0.0, 0.0)
         self.lookahead = lookahead
         self.block = block
         self.margin_s = margin_s
@@ -190,7 +212,8 @@ class EngineCore:
         """The planner's keys for the state and direction, most urgent first."""
         if self._wanted is None:  # planned once per change, not on every turn
             self._wanted = tuple(plan(self._state, self._direction, self.alpha_grid,
-                                      self.lookahead))
+                                      self.lookahead, xy_direction=self._xy_direction,
+                                      xy_grid=self.xy_grid))
         return self._wanted
 
     def queued(self, is_cached: IsCached) -> int:
@@ -205,6 +228,8 @@ class EngineCore:
         self._wanted = None
         if "alpha" in change.changed and state.alpha != old.alpha:
             self._direction = 1 if state.alpha > old.alpha else -1
+        if ("x" in change.changed or "y" in change.changed) and state.mix == "xy":
+            self._xy_direction = (state.x - old.x, state.y - old.y)
         if isinstance(change.command, Render):
             self._forced = key_for(state, None, self.alpha_grid)
         if isinstance(change.command, CueAlpha):
@@ -261,13 +286,23 @@ class EngineCore:
 
     def useless(self, key: LoopKey) -> bool:
         """Whether the render of ``key`` in flight should be cancelled: nothing the current state
-        could play would use it. It is neither planned nor forced, and it differs from the
-        planned loops in more than alpha (another tempo, length, prompt, seed, ...). A loop
-        that differs only in alpha is kept: it is a rendered neighbour a blend can use."""
+        could play would use it. It is neither planned, forced nor the cue bus's candidate, and
+        no blend could use it: on the A/B path any point of the same path (same slots, tempo,
+        length, steps ...) is a neighbour a blend can use; on the XY surface only a lattice
+        point of the same surface is (an exact point left behind is not); a mix set by the
+        slots' weights plays its exact render only."""
         wanted = self.wanted()
-        if key in wanted or key == self._forced or not wanted:
+        if key in wanted or key == self._forced or key == self.cue_key() or not wanted:
             return False
-        return key.at(0.5) != wanted[0].at(0.5)  # mid-path: both sides count
+        here = wanted[0]
+        if key.mix != here.mix:
+            return True
+        if here.mix == "ab":
+            return key.at(0.5) != here.at(0.5)  # mid-path: both sides count
+        if here.mix == "xy":
+            on_lattice = all(lattice(v, self.xy_grid) == v for v in key.point)
+            return not on_lattice or key.at_xy(0.5, 0.5) != here.at_xy(0.5, 0.5)
+        return True
 
     # -- playback -------------------------------------------------------------------------------
     def playback(self, is_cached: IsCached, frame: int, applied_token: int,
@@ -277,7 +312,8 @@ class EngineCore:
         several milliseconds): the boundary is chosen that much further ahead, so that the cue
         reaches the player before its frame and its crossfade plays whole."""
         state = self._state
-        choice = choose(state, is_cached, self.alpha_grid) if state.playing else None
+        choice = (choose(state, is_cached, self.alpha_grid, self.xy_grid) if state.playing
+                  else None)
         if state.playing and choice is None:
             return None  # nothing rendered for this sound yet: keep what plays
         sound = None if choice is None else _Sound(choice.low, choice.high,
@@ -405,6 +441,9 @@ class EngineCore:
         return Request(command)
 
     def _auto_command(self, state: EngineState) -> Command:
+        if state.mix == "xy":
+            x, y = xy_walk(state.x, state.y, state.auto)
+            return SetMany((("x", x), ("y", y)))
         if self.setlist and not 0.0 <= state.alpha + state.auto <= 1.0:
             self._setlist_index = (self._setlist_index + 1) % len(self.setlist)
             a, b = self.setlist[self._setlist_index]

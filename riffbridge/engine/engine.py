@@ -45,7 +45,7 @@ from riffbridge.control.clocks import ClockSync
 from riffbridge.engine.cache import CachedLoop, LoopCache
 from riffbridge.engine.clock import Grid
 from riffbridge.engine.core import CueDecision, EngineCore
-from riffbridge.engine.plan import DEFAULT_GRID, LOOKAHEAD, LoopKey
+from riffbridge.engine.plan import DEFAULT_GRID, DEFAULT_XY_GRID, LOOKAHEAD, LoopKey
 from riffbridge.engine.player import (
     Cue,
     Player,
@@ -85,6 +85,7 @@ PREPARE_DECAY = 0.9  # per cue: how fast the cue preparation budget forgets a sl
 @dataclass(frozen=True)
 class EngineSettings:
     grid: int = DEFAULT_GRID  # alpha grid points per unit
+    xy_grid: int = DEFAULT_XY_GRID  # XY lattice points per unit on each axis
     lookahead: int = LOOKAHEAD
     cache_mb: float = BY_NAME["cache_mb"].default
     quality: str = "fast"
@@ -206,7 +207,8 @@ class Engine:
         self.events: queue.Queue[ev.Event] = events if events is not None else queue.Queue()
         self._core = EngineCore(state, self.rate, alpha_grid=settings.grid,
                                 lookahead=settings.lookahead, block=block,
-                                margin_s=settings.margin_s, setlist=settings.setlist)
+                                margin_s=settings.margin_s, setlist=settings.setlist,
+                                xy_grid=settings.xy_grid)
         self._cache = LoopCache(settings.cache_mb)
         self._inbox: queue.Queue[_Input] = queue.Queue()
         self._stop = threading.Event()

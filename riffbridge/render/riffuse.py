@@ -1,7 +1,9 @@
 """The riffuse pipeline: Riffusion's prompt-to-prompt interpolation, one readable loop.
 
 For each job: interpolate the two prompts' text embeddings, guidance and denoising strength by
-alpha; slerp the two seeds' noise; img2img from the seed image's VAE latents; optional mask
+alpha; slerp the two seeds' noise (or, for a job of style slots, the weight-normalised mix of up
+to ``MAX_STYLES`` prompts' embeddings and a spherical blend of their seeds' noises:
+``blend_embeddings``, ``blend_noises``); img2img from the seed image's VAE latents; optional mask
 (black keeps the seed image, white is repainted); classifier-free guidance against the negative
 prompt's embedding; VAE decode. Jobs that share the shape of their schedule run as one batch.
 """
@@ -42,6 +44,8 @@ Progress = Callable[[float], None]
 # seed or two; the bounds leave room for a live set's worth of switching back and forth.
 TEXT_CACHE_SIZE = 64  # prompts: (77, 768) embeddings, about 120 KB each in fp16
 LATENT_CACHE_SIZE = 16  # seed images (per tiling switch): (4, 64, width / 8) latents
+
+MAX_STYLES = 8  # style slots a job may mix
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -119,6 +123,11 @@ class RiffuseJob:
     mask: ImageSource | None = None
     scheduler: str = "default"
     tile_time: bool = False
+    # Style slots: (prompt, seed, weight) each. When given they replace the A/B pair (prompt_a,
+    # prompt_b, seed_a, seed_b, alpha): the text embedding is the weight-normalised mix and the
+    # noise the spherical blend of the slots' noises (``blend_styles``). Two slots at weights
+    # (1 - a, a) give exactly the A/B job at alpha a, to the last bit.
+    styles: tuple[tuple[str, int, float], ...] = ()
 
     def __post_init__(self) -> None:
         def check_unit(name: str, value: float | None) -> None:
@@ -148,6 +157,8 @@ class RiffuseJob:
                 raise ConfigError(f"{name} must be an integer in [0, 2**63), got {s}")
         if self.mask is not None and self.seed_image is None:
             raise ConfigError("a mask needs a seed image (the mask keeps parts of it)")
+        if self.styles:
+            check_styles(self.styles)
 
     # Effective values at this alpha.
     @property
@@ -182,6 +193,71 @@ def slerp(t: float, v0: torch.Tensor, v1: torch.Tensor, dot_threshold: float = 0
         out = (math.sin((1 - t) * theta) / s) * v0.double() \
             + (math.sin(t * theta) / s) * v1.double()
     return out.to(v0.dtype)
+
+
+def check_styles(styles: Sequence[tuple[str, int, float]]) -> tuple[float, ...]:
+    """The styles' weights normalised to sum to 1, or ``ConfigError`` naming the bad slot."""
+    if not 1 <= len(styles) <= MAX_STYLES:
+        raise ConfigError(f"a job mixes 1 to {MAX_STYLES} style slots, got {len(styles)}")
+    for i, style in enumerate(styles, 1):
+        if len(style) != 3:
+            raise ConfigError(f"style slot {i} must be (prompt, seed, weight), got {style!r}")
+        prompt, seed, weight = style
+        if not isinstance(prompt, str):
+            raise ConfigError(f"style slot {i} prompt must be a string, got {prompt!r}")
+        if isinstance(seed, bool) or not (isinstance(seed, int) and 0 <= seed < 2**63):
+            raise ConfigError(f"style slot {i} seed must be an integer in [0, 2**63), got {seed}")
+        if isinstance(weight, bool) or not (isinstance(weight, (int, float))
+                                            and math.isfinite(weight) and weight >= 0):
+            raise ConfigError(f"style slot {i} weight must be a finite number >= 0, "
+                              f"got {weight}")
+    return normalise_weights([float(s[2]) for s in styles])
+
+
+def normalise_weights(weights: Sequence[float]) -> tuple[float, ...]:
+    """Weights scaled to sum to 1 (in double precision). Weights (1 - a, a) come back exactly
+    as they are: ``(1 - a) + a`` rounds to exactly 1.0 for every double ``a`` in [0, 1]."""
+    total = math.fsum(weights)
+    if not total > 0 or not math.isfinite(total):
+        raise ConfigError(f"style weights must not all be zero, got {list(weights)}; raise "
+                          f"at least one slot's weight above 0")
+    return tuple(w / total for w in weights)
+
+
+def fold_shares(weights: Sequence[float]) -> list[tuple[int, float]]:
+    """The blend as a fold: ``[(index, t), ...]`` for the slots with a weight above 0, in slot
+    order. The first has ``t`` 1 (it starts the blend); each next one is blended into the
+    running result at ``t`` = its weight over the weights so far, so every slot ends up with
+    its share. For two slots at (1 - a, a) that is one step at ``t`` = a: today's A/B."""
+    shares: list[tuple[int, float]] = []
+    so_far = 0.0
+    for i, w in enumerate(weights):
+        if w <= 0.0:
+            continue  # a silent slot takes no part (and cannot be the first divisor)
+        so_far += w
+        shares.append((i, min(1.0, w / so_far)))
+    return shares
+
+
+def blend_embeddings(embeddings: Sequence[torch.Tensor], weights: Sequence[float]
+                     ) -> torch.Tensor:
+    """The weight-normalised mix of text embeddings (the fold of ``fold_shares``: lerp steps,
+    which for two slots is exactly ``torch.lerp(a, b, alpha)``)."""
+    shares = fold_shares(normalise_weights(weights))
+    out = embeddings[shares[0][0]]
+    for i, t in shares[1:]:
+        out = torch.lerp(out, embeddings[i], t)
+    return out
+
+
+def blend_noises(noises: Sequence[torch.Tensor], weights: Sequence[float]) -> torch.Tensor:
+    """The multi-way spherical blend of the slots' noises: a fold of ``slerp`` steps (each keeps
+    a Gaussian draw's norm), exactly ``slerp(alpha, a, b)`` for two slots at (1 - a, a)."""
+    shares = fold_shares(normalise_weights(weights))
+    out = noises[shares[0][0]]
+    for i, t in shares[1:]:
+        out = slerp(t, out, noises[i])
+    return out
 
 
 def seed_noise(seed: int, width: int) -> torch.Tensor:
@@ -364,15 +440,12 @@ class Renderer:
         tile = first.tile_time
         self._set_tiling(tile)
         t0 = time.perf_counter()
-        cond = torch.stack([torch.lerp(self.text_embedding(j.prompt_a),
-                                       self.text_embedding(j.prompt_end), j.alpha)
-                            for j in jobs])
+        cond = torch.stack([self._condition(j) for j in jobs])
         uncond = torch.stack([self.text_embedding(j.negative) for j in jobs])
         embeddings = torch.cat([uncond, cond]).to(self.dtype)
         guidance = torch.tensor([j.guidance for j in jobs], device=self.device,
                                 dtype=torch.float32).view(-1, 1, 1, 1)
-        noise = torch.stack([slerp(j.alpha, seed_noise(j.seed_a, width),
-                                   seed_noise(j.seed_end, width)) for j in jobs])
+        noise = torch.stack([self._noise(j, width) for j in jobs])
         noise = noise.to(self.device, torch.float32)
         sync()
         t1 = time.perf_counter()
@@ -421,6 +494,22 @@ class Renderer:
         self.timings = {"text_s": t1 - t0, "prepare_s": t2 - t1, "unet_s": t3 - t2,
                         "unet_steps": float(len(timesteps)), "decode_s": t4 - t3}
         return [Image.fromarray(a, mode="RGB") for a in arrays]
+
+    def _condition(self, job: RiffuseJob) -> torch.Tensor:
+        """The job's text embedding: A to B at alpha, or the styles' weighted mix."""
+        if job.styles:
+            return blend_embeddings([self.text_embedding(p) for p, _, _ in job.styles],
+                                    [w for _, _, w in job.styles])
+        return torch.lerp(self.text_embedding(job.prompt_a), self.text_embedding(job.prompt_end),
+                          job.alpha)
+
+    @staticmethod
+    def _noise(job: RiffuseJob, width: int) -> torch.Tensor:
+        """The job's starting noise: A's and B's slerped at alpha, or the styles' blend."""
+        if job.styles:
+            return blend_noises([seed_noise(s, width) for _, s, _ in job.styles],
+                                [w for _, _, w in job.styles])
+        return slerp(job.alpha, seed_noise(job.seed_a, width), seed_noise(job.seed_end, width))
 
     def _unet_forward(self, sample: torch.Tensor, t: torch.Tensor, context: torch.Tensor
                       ) -> torch.Tensor:
