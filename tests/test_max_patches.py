@@ -311,6 +311,30 @@ def test_device_sends_live_tempo_and_outputs_audio() -> None:
     assert doc["patcher"]["openinpresentation"] == 1
 
 
+def test_the_device_has_a_cue_dial_and_a_cue_commit_button_that_reach_udpsend() -> None:
+    """Issue 16: the cue bus is played from the device: a dial auditions an alpha on
+    riffbridge's cue outputs, a button commits it. Nothing but a hand moves either (the set's
+    load would otherwise audition or commit)."""
+    doc = PATCHERS["riffbridge.amxd"]
+    boxes, lines = _boxes(doc), _lines(doc)
+
+    def source_of(message: str) -> str:
+        msg = next(i for i, b in boxes.items() if b.get("text") == message)
+        assert any(s == msg and boxes[d].get("text", "").startswith("udpsend")
+                   for s, _, d, _ in lines), message
+        feeders = [s for s, _, d, _ in lines if d == msg]
+        while boxes[feeders[0]]["maxclass"] not in ("live.dial", "live.text"):
+            feeders = [s for s, _, d, _ in lines if d == feeders[0]]
+        assert len(feeders) == 1
+        return feeders[0]
+
+    dial, button = source_of("/rb/cue/alpha $1"), source_of("/rb/cue/commit")
+    assert boxes[dial]["saved_attribute_attributes"]["valueof"]["parameter_longname"] \
+        == "cue alpha"
+    assert boxes[button]["text"] == "cue commit"
+    assert not any(d in (dial, button) for _, _, d, _ in lines)
+
+
 def test_amxd_header_declares_the_lengths_and_holds_the_generated_patcher() -> None:
     data = (PATCH_DIR / "riffbridge.amxd").read_bytes()
     assert data[:4] == b"ampf" and struct.unpack("<I", data[4:8])[0] == 4
@@ -394,6 +418,10 @@ def test_every_numeric_widget_has_its_params_range_from_the_table(name: str) -> 
             continue  # the device's own setting: where riffbridge listens (udpsend's port)
         assert len(addresses) == 1, (box_id, addresses)
         entry = by_address(addresses[0])
+        from riffbridge.daw.patches import CUE_DIAL
+
+        if addresses[0] == CUE_DIAL:  # the cue bus's candidate: an alpha, not a param
+            entry = by_address("/rb/alpha")
         assert entry is not None and entry.param is not None, addresses
         param = P.BY_NAME[entry.param]
         # fed by something other than riffbridge's echo ("set": shown, not sent on) or a bang

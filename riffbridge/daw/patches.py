@@ -347,7 +347,23 @@ def player_patch() -> dict[str, Any]:
 DEVICE_SKIP = {"bpm": "Live's tempo is sent instead", "clock": "the tempo comes from Live"}
 LIVE_INT_MAX = 2**24 - 1  # Live stores a parameter as a 32-bit float: integers exact to 2**24
 AMXD_AUDIO_EFFECT = 1633771873  # "aaaa": project.amxdtype of an audio effect (CPU Reporter.amxd)
-COMMANDS = ("/rb/render", "/rb/play", "/rb/stop")
+COMMANDS = ("/rb/render", "/rb/play", "/rb/stop", "/rb/cue/commit")
+COMMAND_NAMES = {"/rb/cue/commit": "cue commit"}  # else the address's last part
+# The cue bus's candidate (issue 16): a dial that auditions its alpha on riffbridge's cue
+# outputs; "cue commit" makes it the next loop on the quantum.
+CUE_DIAL = "/rb/cue/alpha"
+
+
+def command_name(address: str) -> str:
+    return COMMAND_NAMES.get(address, address.rsplit("/", 1)[1])
+
+
+def cue_valueof() -> dict[str, Any]:
+    """The cue dial's Live parameter: alpha's range, its own names, not stored as a preset
+    value that would audition at load."""
+    block = valueof(P.BY_NAME["alpha"])
+    block.update(parameter_longname="cue alpha", parameter_shortname="cue alpha")
+    return block
 
 
 def device_params() -> list[P.Param]:
@@ -497,12 +513,13 @@ def _device_controls(p: Patcher, ports: _Ports, x: float,
                    .get("text", "").startswith("pattr")]:
         p.connect(ports.start[0], ports.start[1], box_id)
     for k, address in enumerate(COMMANDS):
+        name = command_name(address)
         button = p.add("live.text", (x + 100.0 * k, y), width=60.0, height=20.0,
-                       parameter_enable=1, varname=address.rsplit("/", 1)[1], mode=0,
-                       text=address.rsplit("/", 1)[1],
+                       parameter_enable=1, varname=name.replace(" ", "_"), mode=0,
+                       text=name,
                        saved_attribute_attributes={"valueof": {
-                           "parameter_longname": address.rsplit("/", 1)[1],
-                           "parameter_shortname": address.rsplit("/", 1)[1],
+                           "parameter_longname": name,
+                           "parameter_shortname": name,
                            "parameter_type": 2, "parameter_enum": ["off", "on"],
                            "parameter_mmax": 1, "parameter_modmode": 0}})
         bang = p.obj("t b", (x + 100.0 * k, y + 30))
@@ -512,6 +529,15 @@ def _device_controls(p: Patcher, ports: _Ports, x: float,
         p.connect(command, 0, ports.send)
         present.append((button, 720.0, 5.0 + 25.0 * k))
         ids.append(button)
+    # The cue dial: not sent at load (it would audition), only when turned.
+    cue = p.add("live.dial", (x + 100.0 * len(COMMANDS), y), width=44.0, height=48.0,
+                parameter_enable=1, varname="cue_alpha",
+                saved_attribute_attributes={"valueof": cue_valueof()})
+    cue_send = p.msg(f"{CUE_DIAL} $1", (x + 100.0 * len(COMMANDS), y + 60))
+    p.connect(cue, 0, cue_send)
+    p.connect(cue_send, 0, ports.send)
+    present.append((cue, 720.0, 5.0 + 25.0 * len(COMMANDS)))
+    ids.append(cue)
     synced = p.obj("t b b", (x + 400, 60.0))
     p.connect(main, main_of[_pushed("/rb/status")], synced)
     for box_id in ids[:len(params)]:
@@ -702,8 +728,10 @@ def device_controls_table() -> str:
         rows.append(f"| {long_name(param)} | {values['parameter_longname']} / "
                     f"{values['parameter_shortname']} | {kind} | {span} | `{param.osc}` |")
     for address in COMMANDS:
-        name = address.rsplit("/", 1)[1]
+        name = command_name(address)
         rows.append(f"| {name} | {name} / {name} | live.text (button) | - | `{address}` |")
+    rows.append(f"| cue alpha | cue alpha / cue alpha | live.dial | 0 .. 1 | `{CUE_DIAL}` "
+                f"(auditions on riffbridge's cue outputs) |")
     rows.append("| reconnect | reconnect / reconnect | live.text (button) | - | "
                 "`/rb/unsubscribe`, `/rb/subscribe` |")
     rows.append(f"| osc host | osc host / osc host | text field, stored in a pattr | "
