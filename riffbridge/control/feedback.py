@@ -70,7 +70,7 @@ class Feedback:
         self._consumers = (*self._consumers, consumer)  # a swap: the thread reads a tuple
 
     def remove_consumer(self, consumer: Callable[[Event], None]) -> None:
-        self._consumers = tuple(c for c in self._consumers if c is not consumer)
+        self._consumers = tuple(c for c in self._consumers if c != consumer)
 
     def handle(self, event: Event) -> None:
         self._to_osc(event)
