@@ -119,7 +119,7 @@ def test_a_spectrogram_shows_where_the_sound_is() -> None:
     assert spectro.magnitudes(np.zeros((100, 2), np.float32), 44100).shape == low.shape
 
 
-# ---- the feedback hands every event to its consumers ----------------------------------------------
+# ---- the feedback hands every event to its consumers -----------------------------------------
 
 def test_feedback_fans_events_out_and_keeps_the_osc_pushes() -> None:
     hub = Hub()
