@@ -9,10 +9,15 @@ between switches is the rendered loop, sample for sample.
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import itertools
 import queue
+import shutil
 import threading
 import time
+import urllib.request
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -109,7 +114,54 @@ def _continuation(seg_audio: np.ndarray, phase0: int, start: int, end: int) -> n
     return seg_audio[(np.arange(start, end) - phase0) % seg_audio.shape[0]]
 
 
-def test_engine_plays_through_jack_on_the_bar_without_underruns():
+@contextlib.contextmanager
+def _page_open(hub: Hub, engine: Engine, events: EventLog, on: bool) -> Iterator[None]:
+    """With ``on``: the browser page served for this engine, open in headless chromium, and a
+    thread fetching the page's pictures and its page every 100 ms, for the whole run."""
+    if not on:
+        yield
+        return
+    from test_web_browser import CHROMIUM, sync_api
+
+    from riffbridge.web.server import WebServer
+
+    stop = threading.Event()
+    fetched = [0]
+
+    def poll(base: str) -> None:
+        while not stop.wait(0.1):
+            for path in ("/", "/app.js", *(f"/spectrogram/{n}.png" for n in range(1, 9))):
+                with contextlib.suppress(OSError), \
+                        urllib.request.urlopen(base + path, timeout=2) as response:
+                    response.read()
+                    fetched[0] += 1
+
+    with WebServer(hub, engine, events.feedback, port=0) as web, \
+            sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page()
+        page.goto(web.url)
+        page.locator("#ctl-alpha").wait_for()
+        poller = threading.Thread(target=poll, args=(web.url.rstrip("/"),), daemon=True)
+        poller.start()
+        try:
+            yield
+            beat = float(page.locator("#counter").get_attribute("data-beat") or "nan")
+            assert beat > 8, f"the page's beat counter stood at {beat}"
+            assert page.locator("#specimg").get_attribute("data-serial")
+        finally:
+            stop.set()
+            poller.join(5)
+            browser.close()
+        assert fetched[0] > 100, f"only {fetched[0]} fetches while the engine played"
+
+
+@pytest.mark.parametrize("page", [
+    False, pytest.param(True, marks=pytest.mark.skipif(
+        importlib.util.find_spec("playwright") is None or not shutil.which("chromium"),
+        reason="the page variant needs playwright and chromium (pip install -e .[dev], "
+               "apt-get install chromium)"))], ids=["alone", "page-open"])
+def test_engine_plays_through_jack_on_the_bar_without_underruns(page: bool):
     state = EngineState(steps=4, bars=1, playing=True, quantum="bar", xfade=0.05)
     hub = Hub(state)
     player = Player()
@@ -133,7 +185,8 @@ def test_engine_plays_through_jack_on_the_bar_without_underruns():
     engine.start()
     try:
         recorder.client.activate()
-        with DeviceStream(_jack_device(), RATE, player.fill, blocksize=period):
+        with DeviceStream(_jack_device(), RATE, player.fill, blocksize=period), \
+                _page_open(hub, engine, events, page):
             assert recorder.connect_from_portaudio(), "no PortAudio ports to record"
             collector.start()
             wait_for(lambda: player.applied_token >= 1, 60, "the first loop")

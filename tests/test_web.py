@@ -287,7 +287,7 @@ def test_a_flood_of_ten_thousand_messages_is_limited_and_closed(
 
 def test_a_page_that_never_reads_holds_nothing_up(hub: Hub, web: WebServer,
                                                    page: Page) -> None:
-    idle = Page(web)  # connected, never reads
+    idle = Page(web, close_timeout=1)  # connected, never reads
     try:
         for i in range(3000):
             hub.submit(SetParam("alpha", (i % 1000) / 1000))

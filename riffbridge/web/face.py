@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 from riffbridge.control.hub import Hub
-from riffbridge.events import EngineStatus, Event, Progress
+from riffbridge.events import EngineError, EngineStatus, Event, LoopReady, Progress
 from riffbridge.web import protocol, spectro
 
 log = logging.getLogger(__name__)
@@ -109,7 +109,11 @@ class Face:
         """A feedback consumer: the engine's news, the same values OSC gets."""
         if isinstance(event, Progress):
             self._progress = float(event.fraction)
+        elif isinstance(event, EngineError):
+            pass  # errors come as /rb/error pushes (on_push), the feedback's own ones too
         else:
+            if isinstance(event, LoopReady):
+                self._progress = 0.0
             with self._news_lock:
                 self._news.append(event)
         self.wake()
@@ -164,8 +168,6 @@ class Face:
         for event in news:
             message = protocol.event_message(event)
             if message is not None:
-                if message["kind"] == "error":
-                    self._errors.append(message)
                 texts.append(protocol.dumps(message))
         state = self.hub.state
         state_text = None

@@ -11,7 +11,9 @@ let state = {};
 let playing = false;
 let status = null;       // the latest status, and when it came (for the playhead)
 let statusAt = 0;
-const controls = {};     // param name -> {input, number}
+const controls = {};
+let ownErrors = [];      // answers to this page's own messages, newest first
+let engineErrors = [];   // the engine's and the other transports' errors, from the status     // param name -> {input, number}
 const pendingSend = new Map();  // address -> args, sent on the next animation frame
 
 function connect() {
@@ -41,7 +43,7 @@ function handle(msg) {
   if (msg.type === "hello") { table = msg.params; grid = msg.grid; buildControls(); }
   else if (msg.type === "state") { state = msg.state; playing = msg.playing; showState(); }
   else if (msg.type === "status") { status = msg; statusAt = performance.now(); showStatus(); }
-  else if (msg.type === "event") { if (msg.kind === "error") addError(msg); }
+  else if (msg.type === "event" && msg.kind === "error") { ownErrors.unshift(msg); ownErrors.length = Math.min(ownErrors.length, 8); showErrors(); }
 }
 
 function buildControls() {
@@ -117,10 +119,10 @@ function showStatus() {
     const bars = s.rate ? " at bar " + (Math.floor(beatAt(s.next.at) / (state.beats_per_bar || 4)) + 1) : "";
     $("nextlabel").textContent = s.next.label + bars;
     showImage($("nextimg"), s.next);
-    $("nextimg").style.visibility = "visible";
+    $("nextimg").style.display = "block";
   } else {
     $("nextlabel").textContent = "nothing cued";
-    $("nextimg").style.visibility = "hidden";
+    $("nextimg").style.display = "none";
   }
   $("worker").textContent = (s.worker || "-") + (s.rendering != null ? " alpha " + s.rendering.toFixed(3) + " " + Math.round(s.progress * 100) + "%" : "");
   $("queued").textContent = s.queued;
@@ -128,18 +130,19 @@ function showStatus() {
   $("underruns").textContent = s.underruns;
   $("lastrender").textContent = s.last_render_s ? s.last_render_s.toFixed(2) + " s" : "-";
   $("queue").textContent = s.wanted && s.wanted.length ? "render queue: " + s.wanted.map((a) => a.toFixed(3)).join(", ") : "render queue: empty";
-  const list = $("errors");
-  list.textContent = "";
-  for (const e of (s.errors || []).slice().reverse()) addErrorItem(list, e);
+  engineErrors = (s.errors || []).slice().reverse();
+  showErrors();
   drawMap();
 }
 
-function addError(e) { addErrorItem($("errors"), e, true); }
-function addErrorItem(list, e, first) {
-  const li = document.createElement("li");
-  li.textContent = e.source + ": " + e.message;
-  if (first) list.prepend(li); else list.appendChild(li);
-  while (list.children.length > 8) list.lastChild.remove();
+function showErrors() {
+  const list = $("errors");
+  list.textContent = "";
+  for (const e of ownErrors.concat(engineErrors).slice(0, 10)) {
+    const li = document.createElement("li");
+    li.textContent = e.source + ": " + e.message;
+    list.appendChild(li);
+  }
 }
 
 function frameNow() {

@@ -1,0 +1,209 @@
+"""The browser page's latency: a click to the state change, a state change to the page.
+
+This process runs the hub, the OSC server and the page's server (``WebServer``, uvicorn on its
+own thread), as `riffbridge serve` does. A separate process plays the page (a WebSocket client
+speaking the page's JSON, as app.js does) and an OSC client. Both read ``time.monotonic()``
+(one system clock). Phases, ``--count`` each, one every ``1/--rate`` s:
+
+- click -> state: the page sends ``/rb/alpha``; a hub listener here stamps the change;
+- state -> page: this process submits ``/rb/bpm`` to the hub (a MIDI knob, the auto walk); the
+  page stamps the ``state`` message that carries it;
+- OSC -> page: the client sends ``/rb/bpm`` over UDP and stamps the page's state (both ends in
+  the client: the whole way a Live device's change takes to the screen);
+- page -> OSC: the page sends ``/rb/alpha`` and the client, subscribed over OSC, stamps the
+  ``/rb/alpha`` push.
+
+Usage: python benchmarks/bench_web.py [--count 300] [--rate 30] [--pages 1]
+(``--pages`` more pages connected and reading, to see what each one costs.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import platform
+import socket
+import statistics
+import threading
+import time
+from typing import Any
+
+from riffbridge.control.hub import Change, Hub
+from riffbridge.control.osc_server import OscServer, decode, encode
+from riffbridge.state import SetParam
+from riffbridge.web.server import WebServer
+
+
+def _bpm(i: int) -> float:
+    return 60.0 + (i % 640) / 4.0  # quarters: exact in OSC's float32
+
+
+def _alpha(i: int) -> float:
+    return (i % 1000 + 1) / 1024.0
+
+
+def page_process(ws_url: str, osc: tuple[str, int], count: int, rate: float, go: Any,
+                 out: Any) -> None:
+    from websockets.sync.client import connect
+
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", 0))
+    udp.settimeout(2.0)
+    seen_bpm: dict[float, float] = {}
+    stop = threading.Event()
+    ws = connect(ws_url, max_size=None)
+
+    def read() -> None:
+        while not stop.is_set():
+            try:
+                message = json.loads(ws.recv(timeout=0.2))
+            except TimeoutError:
+                continue
+            except Exception:
+                return
+            if message["type"] == "state":
+                seen_bpm.setdefault(message["state"]["bpm"], time.monotonic())
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    udp.sendto(encode("/rb/subscribe", (udp.getsockname()[1],)), osc)
+    time.sleep(0.3)
+
+    def paced(send: Any) -> list[float]:
+        stamps = []
+        start = time.monotonic() + 0.1
+        for i in range(count):
+            due = start + i / rate
+            while time.monotonic() < due:
+                time.sleep(min(0.002, max(0.0, due - time.monotonic())))
+            stamps.append(time.monotonic())
+            send(i)
+        return stamps
+
+    # 1. click -> state
+    clicks = paced(lambda i: ws.send(json.dumps({"address": "/rb/alpha",
+                                                 "args": [_alpha(i)]})))
+    out.put(("clicks", clicks))
+    go.wait()  # 2. state -> page: the server submits now
+    go.clear()
+    go.wait()
+    out.put(("server_bpm_seen", dict(seen_bpm)))
+    seen_bpm.clear()
+    # 3. OSC -> page
+    osc_sent = paced(lambda i: udp.sendto(encode("/rb/bpm", (_bpm(i) + 0.125,)), osc))
+    time.sleep(0.5)
+    osc_to_page = [seen_bpm[_bpm(i) + 0.125] - t for i, t in enumerate(osc_sent)
+                   if _bpm(i) + 0.125 in seen_bpm]
+    out.put(("osc_to_page", osc_to_page))
+    # 4. page -> OSC subscriber
+    pushes: dict[float, float] = {}
+
+    def listen() -> None:
+        while not stop.is_set():
+            try:
+                data = udp.recv(65536)
+            except (TimeoutError, OSError):
+                continue
+            for message in decode(data)[0]:
+                if message.address == "/rb/alpha":
+                    pushes.setdefault(round(float(message.params[0]), 6), time.monotonic())
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    base = 0.5 / 1024
+    sent = paced(lambda i: ws.send(json.dumps({"address": "/rb/alpha",
+                                               "args": [_alpha(i) - base]})))
+    time.sleep(0.5)
+    page_to_osc = [pushes[round(_alpha(i) - base, 6)] - t for i, t in enumerate(sent)
+                   if round(_alpha(i) - base, 6) in pushes]
+    out.put(("page_to_osc", page_to_osc))
+    stop.set()
+    ws.close()
+    udp.close()
+
+
+def idle_page(ws_url: str, stop: Any) -> None:
+    from websockets.sync.client import connect
+
+    with connect(ws_url, max_size=None) as ws:
+        while not stop.is_set():
+            try:
+                ws.recv(timeout=0.2)
+            except TimeoutError:
+                continue
+
+
+def describe(name: str, seconds: list[float], total: int) -> None:
+    ms = sorted(s * 1000 for s in seconds)
+    if not ms:
+        print(f"{name:<16} nothing arrived of {total}")
+        return
+    p99 = ms[min(len(ms) - 1, round(0.99 * (len(ms) - 1)))]
+    print(f"{name:<16} n={len(ms):4d}/{total}  median {statistics.median(ms):6.2f} ms  "
+          f"p99 {p99:6.2f} ms  max {ms[-1]:6.2f} ms")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--count", type=int, default=300)
+    ap.add_argument("--rate", type=float, default=30.0)
+    ap.add_argument("--pages", type=int, default=0, help="more pages connected, reading")
+    args = ap.parse_args()
+
+    hub = Hub()
+    changed: dict[float, float] = {}
+
+    def on_change(change: Change) -> None:
+        if "alpha" in change.changed:
+            changed.setdefault(round(change.state.alpha, 9), time.monotonic())
+
+    hub.add_listener(on_change)
+    ctx = mp.get_context("spawn")
+    out: Any = ctx.Queue()
+    go = ctx.Event()
+    stop = ctx.Event()
+    with OscServer(hub, host="127.0.0.1", port=0, reply_port=9) as osc, \
+            WebServer(hub, port=0) as web:
+        host, port = web.address
+        ws_url = f"ws://{host}:{port}/ws"
+        extra = [ctx.Process(target=idle_page, args=(ws_url, stop)) for _ in range(args.pages)]
+        for p in extra:
+            p.start()
+        client = ctx.Process(target=page_process,
+                             args=(ws_url, osc.address, args.count, args.rate, go, out))
+        client.start()
+        _, clicks = out.get(timeout=120)
+        time.sleep(0.3)
+        click_to_state = [changed[round(_alpha(i), 9)] - t for i, t in enumerate(clicks)
+                          if round(_alpha(i), 9) in changed]
+        go.set()
+        submitted = {}
+        start = time.monotonic() + 0.1
+        for i in range(args.count):
+            due = start + i / args.rate
+            while time.monotonic() < due:
+                time.sleep(min(0.002, max(0.0, due - time.monotonic())))
+            submitted[_bpm(i)] = time.monotonic()
+            hub.submit(SetParam("bpm", _bpm(i)), source="midi")
+        time.sleep(0.5)
+        go.set()
+        results = dict(out.get(timeout=120) for _ in range(3))
+        client.join(30)
+        stop.set()
+        for p in extra:
+            p.join(10)
+    seen = results["server_bpm_seen"]
+    state_to_page = [seen[b] - t for b, t in submitted.items() if b in seen]
+
+    print(f"riffbridge web latency: {platform.processor() or platform.machine()}, "
+          f"{mp.cpu_count()} CPUs, Python {platform.python_version()}; {args.count} each at "
+          f"{args.rate:g}/s, {args.pages} more page(s) reading")
+    describe("click -> state", click_to_state, args.count)
+    describe("state -> page", state_to_page, args.count)
+    describe("OSC -> page", results["osc_to_page"], args.count)
+    describe("page -> OSC", results["page_to_osc"], args.count)
+
+
+if __name__ == "__main__":
+    main()
