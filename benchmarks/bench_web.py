@@ -14,7 +14,8 @@ speaking the page's JSON, as app.js does) and an OSC client. Both read ``time.mo
   ``/rb/alpha`` push.
 
 Usage: python benchmarks/bench_web.py [--count 300] [--rate 30] [--pages 1]
-(``--pages`` more pages connected and reading, to see what each one costs.)
+(``--pages`` more pages connected and reading, to see what each one costs.) Last, the cost of one
+spectrogram picture for a short and a 60 s loop.
 """
 
 from __future__ import annotations
@@ -203,6 +204,26 @@ def main() -> None:
     describe("state -> page", state_to_page, args.count)
     describe("OSC -> page", results["osc_to_page"], args.count)
     describe("page -> OSC", results["page_to_osc"], args.count)
+    draw_cost()
+
+
+def draw_cost() -> None:
+    """What one spectrogram picture costs the page's drawing thread, by loop length."""
+    import numpy as np
+
+    from riffbridge.web.spectro import spectrogram_png
+
+    rng = np.random.default_rng(0)
+    for seconds in (4.0, 60.0):
+        audio = (rng.standard_normal((int(seconds * 48000), 2)) * 0.1).astype(np.float32)
+        spectrogram_png(audio, 48000)
+        runs = []
+        for _ in range(20):
+            t = time.perf_counter()
+            spectrogram_png(audio, 48000)
+            runs.append(time.perf_counter() - t)
+        print(f"picture of a {seconds:g} s loop at 48 kHz: median "
+              f"{statistics.median(runs) * 1000:.1f} ms, max {max(runs) * 1000:.1f} ms")
 
 
 if __name__ == "__main__":

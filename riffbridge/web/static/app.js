@@ -43,7 +43,7 @@ function handle(msg) {
   if (msg.type === "hello") { table = msg.params; grid = msg.grid; buildControls(); }
   else if (msg.type === "state") { state = msg.state; playing = msg.playing; showState(); }
   else if (msg.type === "status") { status = msg; statusAt = performance.now(); showStatus(); }
-  else if (msg.type === "event" && msg.kind === "error") { ownErrors.unshift(msg); ownErrors.length = Math.min(ownErrors.length, 8); showErrors(); }
+  else if (msg.type === "event" && msg.kind === "error") { ownErrors.unshift(msg); ownErrors.length = Math.min(ownErrors.length, 8); showErrors(); showState(); }
 }
 
 function buildControls() {
@@ -76,7 +76,7 @@ function buildControls() {
       input.addEventListener("input", () => { number.value = input.value; sendSoon(p.address, [value(input)]); });
       input.addEventListener("pointerdown", () => { input.dataset.dragging = "1"; });
       input.addEventListener("pointerup", () => { delete input.dataset.dragging; });
-      number.addEventListener("change", () => send(p.address, [value(number)]));
+      number.addEventListener("change", () => { send(p.address, [value(number)]); number.blur(); });
     }
     input.id = "ctl-" + p.name;
     input.title = p.help;
