@@ -13,7 +13,14 @@ speaking the page's JSON, as app.js does) and an OSC client. Both read ``time.mo
 - page -> OSC: the page sends ``/rb/alpha`` and the client, subscribed over OSC, stamps the
   ``/rb/alpha`` push.
 
+With ``--flood`` it measures the other promise instead: a running ``riffbridge serve`` (tiny
+model, ``--audio-out none``: the paced stream counts underruns as a device would) while a separate
+process floods its page's socket at ``--flood-rate`` messages a second for ``--seconds`` (good and
+bad messages mixed, reconnecting each time the server closes it), and reports the underruns,
+errors and loops rendered from serve's own summary.
+
 Usage: python benchmarks/bench_web.py [--count 300] [--rate 30] [--pages 1]
+       python benchmarks/bench_web.py --flood [--flood-rate 10000] [--seconds 20]
 (``--pages`` more pages connected and reading, to see what each one costs.) Last, the cost of one
 spectrogram picture for a short and a 60 s loop.
 """
@@ -145,12 +152,93 @@ def describe(name: str, seconds: list[float], total: int) -> None:
           f"p99 {p99:6.2f} ms  max {ms[-1]:6.2f} ms")
 
 
+def flooder(ws_url: str, rate: float, seconds: float, out: Any) -> None:
+    from websockets.exceptions import WebSocketException
+    from websockets.sync.client import connect
+
+    messages = [json.dumps({"address": "/rb/alpha", "args": [0.5]}),
+                json.dumps({"address": "/rb/alpha", "args": [7]}),
+                json.dumps({"address": "/rb/nope", "args": [True]}), "{not json"]
+    sent = closed = 0
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            with connect(ws_url, max_size=None) as ws:
+                start, here = time.monotonic(), 0
+                while time.monotonic() < end:
+                    due = start + here / rate
+                    if due > time.monotonic():
+                        time.sleep(max(0.0, due - time.monotonic()))
+                    ws.send(messages[sent % len(messages)])
+                    sent += 1
+                    here += 1
+        except (WebSocketException, OSError):
+            closed += 1
+            time.sleep(0.05)
+    out.put((sent, closed))
+
+
+def flood(rate: float, seconds: float) -> None:
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp, socket.socket() as probe, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp_probe:
+        probe.bind(("127.0.0.1", 0))
+        udp_probe.bind(("127.0.0.1", 0))
+        web_port, osc_port = probe.getsockname()[1], udp_probe.getsockname()[1]
+        probe.close()
+        udp_probe.close()
+        cmd = [sys.executable, "-m", "riffbridge", "serve", "--model", "tiny", "--device", "cpu",
+               "--steps", "4", "--bars", "1", "--audio-out", "none", "--out-dir", tmp,
+               "--osc-port", str(osc_port), "--reply-port", "9", "--web-port", str(web_port)]
+        log = open(os.path.join(tmp, "serve.log"), "w+")  # noqa: SIM115 (read back below)
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True,
+                                env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        assert proc.stdout is not None
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("  page "):
+                break
+        ctx = mp.get_context("spawn")
+        out: Any = ctx.Queue()
+        p = ctx.Process(target=flooder, args=(f"ws://127.0.0.1:{web_port}/ws", rate, seconds,
+                                              out))
+        p.start()
+        sent, closed = out.get(timeout=seconds + 60)
+        p.join(10)
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=60)
+        log.seek(0)
+        closes = log.read().count("closed a page that flooded")
+        log.close()
+    summary = next((line for line in rest.splitlines() if line.startswith("riffbridge: stopped")),
+                   rest[-300:])
+    found = re.search(r"(\d+) loops rendered.* (\d+) underruns, (\d+) errors", summary)
+    print(f"page flood: {sent} messages in {seconds:g} s (asked {rate:g}/s), the server closed "
+          f"the socket {closed} times ({closes} flood closes in its log)")
+    print(f"serve: {summary.strip()}")
+    if found:
+        print(f"loops rendered {found[1]}, underruns {found[2]}, errors {found[3]}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--count", type=int, default=300)
     ap.add_argument("--rate", type=float, default=30.0)
     ap.add_argument("--pages", type=int, default=0, help="more pages connected, reading")
+    ap.add_argument("--flood", action="store_true", help="underruns under a page flood")
+    ap.add_argument("--flood-rate", type=float, default=10_000.0)
+    ap.add_argument("--seconds", type=float, default=20.0)
     args = ap.parse_args()
+    if args.flood:
+        flood(args.flood_rate, args.seconds)
+        return
 
     hub = Hub()
     changed: dict[float, float] = {}
