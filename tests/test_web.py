@@ -373,3 +373,62 @@ def test_close_is_idempotent_and_unhooks(hub: Hub) -> None:
     feedback.handle(Switched(0.5, 1, "x"))  # no consumer left to call
     hub.submit(SetParam("alpha", 0.5))  # no sink left to call
     assert hub.state == EngineState(alpha=0.5)
+
+
+class EngineStandIn:
+    """The engine as the page reads it: a real ``Player`` with real segments and cues, a real
+    beat grid, and a status snapshot; no worker, no thread."""
+
+    def __init__(self, hub: Hub) -> None:
+        from riffbridge.engine.clock import Grid
+        from riffbridge.engine.player import Player
+
+        self.rate = 48000
+        self.player = Player()
+        self.grid = Grid(self.rate, 120.0)
+        self._hub = hub
+
+    def status(self) -> Any:
+        from riffbridge.events import EngineStatus
+
+        return EngineStatus(self._hub.state, "alpha 0.5", 2, 3, 12.0, 0, "rendering", 3, 1.5, 0,
+                            "", rendered=(0.0, 0.5), wanted=(0.625, 0.75), rendering=0.625)
+
+
+def _segment(hz: float, label: str) -> Any:
+    from riffbridge.engine.player import Segment
+
+    audio = _tone(hz, 2.0, 48000)
+    audio.flags.writeable = False
+    return Segment(audio, 0, label)
+
+
+def test_the_page_shows_the_sounding_loop_the_next_cue_and_the_style_map(hub: Hub) -> None:
+    from riffbridge.engine.player import Cue
+
+    engine = EngineStandIn(hub)
+    engine.player.playing = _segment(300, "alpha 0.5")
+    with WebServer(hub, engine, port=0) as web:
+        page = Page(web)
+        status = page.wait(lambda m: m["type"] == "status" and m["loop"]
+                           and m["loop"]["image"] is not None)
+        assert status["loop"]["label"] == "alpha 0.5" and status["loop"]["frames"] == 96000
+        assert (status["rendered"], status["wanted"], status["rendering"]) == (
+            [0.0, 0.5], [0.625, 0.75], 0.625)
+        assert status["bpm"] == 120.0 and status["rate"] == 48000 and status["next"] is None
+        code, png, headers = _get(web, f"/spectrogram/{status['loop']['image']}.png")
+        assert code == 200 and png.startswith(b"\x89PNG") and headers["Content-Type"] == \
+            "image/png"
+        # A cue the player has not applied yet is the next loop, with its own picture.
+        engine.player.cue = Cue(96000, np.zeros((10, 2), np.float32),
+                                _segment(3000, "alpha 0.625"), token=1)
+        cued = page.wait(lambda m: m["type"] == "status" and m["next"] is not None
+                         and m["next"]["image"] is not None)
+        assert cued["next"]["label"] == "alpha 0.625" and cued["next"]["at"] == 96000
+        assert cued["next"]["image"] != status["loop"]["image"]
+        # Once applied, it is what sounds and nothing is cued.
+        engine.player.playing, engine.player.applied_token = engine.player.cue.then, 1
+        after = page.wait(lambda m: m["type"] == "status" and m["next"] is None
+                          and m["loop"]["label"] == "alpha 0.625")
+        assert after["loop"]["image"] == cued["next"]["image"]  # drawn once, not again
+        page.close()

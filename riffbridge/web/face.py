@@ -23,6 +23,7 @@ import contextlib
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
@@ -91,7 +92,8 @@ class Face:
         self._status_key: Any = None
         self._status_sent = 0.0
         self._images: collections.OrderedDict[int, bytes] = collections.OrderedDict()
-        self._serial_of: dict[int, tuple[Any, int]] = {}  # id(segment) -> (segment, serial)
+        # id(segment) -> (a weak reference to it, its serial): the page keeps no loop alive
+        self._serial_of: dict[int, tuple[weakref.ref[Any], int]] = {}
         self._serial = 0
         self._drawing: set[int] = set()
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="riffbridge-web-draw")
@@ -192,8 +194,10 @@ class Face:
             self.on_publish()
 
     def _status_message(self, now: float) -> dict[str, Any]:
+        with self._news_lock:
+            errors = list(self._errors)
         message: dict[str, Any] = {"type": "status", "progress": self._progress,
-                                   "errors": list(self._errors), "sent": now}
+                                   "errors": errors, "sent": now}
         if self.engine is None:
             status = self.hub.status()
             message.update(queued=status[3], cached=status[4], underruns=status[5])
@@ -225,11 +229,11 @@ class Face:
 
     def _serial_for(self, segment: Any) -> int:
         known = self._serial_of.get(id(segment))
-        if known is not None and known[0] is segment:
+        if known is not None and known[0]() is segment:
             return known[1]
         self._serial += 1
         serial = self._serial
-        self._serial_of[id(segment)] = (segment, serial)
+        self._serial_of[id(segment)] = (weakref.ref(segment), serial)
         while len(self._serial_of) > IMAGES_KEPT:  # oldest first: dicts keep insertion order
             self._serial_of.pop(next(iter(self._serial_of)))
         self._draw(segment.audio, serial)

@@ -2,7 +2,8 @@
 
 The cost is bounded whatever the loop: a fixed number of columns (one short FFT each, taken at
 evenly spaced points of the loop; only those frames are read) and rows, so a 60 s loop costs
-what a 2 s one does (about 20 ms on a busy 2-core box, most of it the PNG encoder). Frequencies run on a mel scale up to 10 kHz, as in Riffusion's images.
+what a 2 s one does (about 20 ms on a busy 2-core box, most of it the PNG encoder). Frequencies
+run on a mel scale up to 10 kHz, as in Riffusion's images.
 """
 
 from __future__ import annotations
