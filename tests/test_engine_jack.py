@@ -14,9 +14,10 @@ import importlib.util
 import itertools
 import queue
 import shutil
+import subprocess
+import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 
 import numpy as np
@@ -114,10 +115,29 @@ def _continuation(seg_audio: np.ndarray, phase0: int, start: int, end: int) -> n
     return seg_audio[(np.arange(start, end) - phase0) % seg_audio.shape[0]]
 
 
+_POLLER = """
+import sys, time, urllib.request
+base, fetched = sys.argv[1], 0
+paths = ["/", "/app.js", *(f"/spectrogram/{n}.png" for n in range(1, 9))]
+while True:
+    started = time.monotonic()
+    for path in paths:
+        try:
+            with urllib.request.urlopen(base + path, timeout=2) as response:
+                response.read()
+                fetched += 1
+        except OSError:
+            pass
+    print(fetched, flush=True)
+    time.sleep(max(0.0, 0.1 - (time.monotonic() - started)))
+"""
+
+
 @contextlib.contextmanager
 def _page_open(hub: Hub, engine: Engine, events: EventLog, on: bool) -> Iterator[None]:
-    """With ``on``: the browser page served for this engine, open in headless chromium, and a
-    thread fetching the page's pictures and its page every 100 ms, for the whole run."""
+    """With ``on``: the browser page served for this engine (in this process, as serve does),
+    open in headless chromium, and another process fetching the page and its pictures every
+    100 ms, for the whole run."""
     if not on:
         yield
         return
@@ -125,35 +145,25 @@ def _page_open(hub: Hub, engine: Engine, events: EventLog, on: bool) -> Iterator
 
     from riffbridge.web.server import WebServer
 
-    stop = threading.Event()
-    fetched = [0]
-
-    def poll(base: str) -> None:
-        while not stop.wait(0.1):
-            for path in ("/", "/app.js", *(f"/spectrogram/{n}.png" for n in range(1, 9))):
-                with contextlib.suppress(OSError), \
-                        urllib.request.urlopen(base + path, timeout=2) as response:
-                    response.read()
-                    fetched[0] += 1
-
     with WebServer(hub, engine, events.feedback, port=0) as web, \
             sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         page = browser.new_page()
         page.goto(web.url)
         page.locator("#ctl-alpha").wait_for()
-        poller = threading.Thread(target=poll, args=(web.url.rstrip("/"),), daemon=True)
-        poller.start()
+        poller = subprocess.Popen([sys.executable, "-c", _POLLER, web.url.rstrip("/")],
+                                  stdout=subprocess.PIPE, text=True)
         try:
             yield
             beat = float(page.locator("#counter").get_attribute("data-beat") or "nan")
             assert beat > 8, f"the page's beat counter stood at {beat}"
             assert page.locator("#specimg").get_attribute("data-serial")
         finally:
-            stop.set()
-            poller.join(5)
+            poller.terminate()
+            out, _ = poller.communicate(timeout=10)
             browser.close()
-        assert fetched[0] > 100, f"only {fetched[0]} fetches while the engine played"
+        fetched = int(out.split()[-1]) if out.split() else 0
+        assert fetched > 100, f"only {fetched} fetches while the engine played"
 
 
 @pytest.mark.parametrize("page", [

@@ -96,6 +96,8 @@ def test_the_page_plays_and_follows_a_running_engine(tmp_path: Path, browser: An
         # A loop sounds: its picture shows and the playhead moves through it in time.
         page.wait_for_function("() => document.getElementById('specimg').dataset.serial",
                                timeout=CLIP_TIMEOUT_S * 1000)
+        page.wait_for_function("() => document.getElementById('counter').dataset.beat",
+                               timeout=5000)
         beat0 = float(page.locator("#counter").get_attribute("data-beat") or "nan")
         time.sleep(1.0)
         beat1 = float(page.locator("#counter").get_attribute("data-beat") or "nan")
@@ -123,7 +125,7 @@ def test_the_page_plays_and_follows_a_running_engine(tmp_path: Path, browser: An
 
         # Bad input from the page is answered on the page, like /rb/error to an OSC sender.
         page.locator("#num-bpm").fill("999")
-        page.locator("#num-bpm").dispatch_event("change")
+        page.locator("#num-bpm").press("Enter")
         page.wait_for_function("() => document.getElementById('errors').textContent"
                                ".includes('bpm must be in [40, 240], got 999')", timeout=5000)
 

@@ -111,27 +111,31 @@ function showImage(img, part) {
   }
 }
 
+// Only what changed touches the page: a status comes ten times a second.
+function setText(id, text) { const el = $(id); if (el.textContent !== text) el.textContent = text; }
+let mapKey = "", errorsKey = "";
+
 function showStatus() {
   const s = status;
-  $("sounding").textContent = s.loop ? s.loop.label : (s.sounding || "silence");
+  setText("sounding", s.loop ? s.loop.label : (s.sounding || "silence"));
   showImage($("specimg"), s.loop);
   if (s.next) {
     const bars = s.rate ? " at bar " + (Math.floor(beatAt(s.next.at) / (state.beats_per_bar || 4)) + 1) : "";
-    $("nextlabel").textContent = s.next.label + bars;
+    setText("nextlabel", s.next.label + bars);
     showImage($("nextimg"), s.next);
     $("nextimg").style.display = "block";
   } else {
-    $("nextlabel").textContent = "nothing cued";
+    setText("nextlabel", "nothing cued");
     $("nextimg").style.display = "none";
   }
-  $("worker").textContent = (s.worker || "-") + (s.rendering != null ? " alpha " + s.rendering.toFixed(3) + " " + Math.round(s.progress * 100) + "%" : "");
-  $("queued").textContent = s.queued;
-  $("cached").textContent = s.cached;
-  $("underruns").textContent = s.underruns;
-  $("lastrender").textContent = s.last_render_s ? s.last_render_s.toFixed(2) + " s" : "-";
-  $("queue").textContent = s.wanted && s.wanted.length ? "render queue: " + s.wanted.map((a) => a.toFixed(3)).join(", ") : "render queue: empty";
-  engineErrors = (s.errors || []).slice().reverse();
-  showErrors();
+  setText("worker", (s.worker || "-") + (s.rendering != null ? " alpha " + s.rendering.toFixed(3) + " " + Math.round(s.progress * 100) + "%" : ""));
+  setText("queued", String(s.queued));
+  setText("cached", String(s.cached));
+  setText("underruns", String(s.underruns));
+  setText("lastrender", s.last_render_s ? s.last_render_s.toFixed(2) + " s" : "-");
+  setText("queue", s.wanted && s.wanted.length ? "render queue: " + s.wanted.map((a) => a.toFixed(3)).join(", ") : "render queue: empty");
+  const errors = JSON.stringify(s.errors || []);
+  if (errors !== errorsKey) { errorsKey = errors; engineErrors = (s.errors || []).slice().reverse(); showErrors(); }
   drawMap();
 }
 
@@ -154,28 +158,43 @@ function beatAt(frame) {
   return s.anchor_beat + (frame - s.anchor_frame) / (s.rate * 60 / s.bpm);
 }
 
-function drawPlayhead() {
-  const canvas = $("playhead");
-  const g = canvas.getContext("2d");
-  g.clearRect(0, 0, canvas.width, canvas.height);
-  if (status && status.loop && status.rate) {
-    const f = frameNow();
-    const loop = status.loop;
-    const phase = (((f - loop.origin) % loop.frames) + loop.frames) % loop.frames / loop.frames;
-    const x = phase * canvas.width;
-    g.fillStyle = "rgba(255,255,255,0.9)";
-    g.fillRect(x - 1, 0, 3, canvas.height);
-    canvas.dataset.phase = phase.toFixed(4);
-    const bpb = state.beats_per_bar || 4;
-    const beat = beatAt(f);
-    const bar = Math.floor(beat / bpb);
-    $("counter").textContent = "bar " + (bar + 1) + " . " + (Math.floor(beat - bar * bpb) + 1);
-    $("counter").dataset.beat = beat.toFixed(3);
-  }
+// The playhead is a line moved by a transform (the compositor's work, no repaint), at most every
+// other display frame and only when it has moved by a pixel: the page shares its machine with
+// the engine.
+let lastDraw = 0, lastX = -1, lastCount = "";
+function drawPlayhead(now) {
   requestAnimationFrame(drawPlayhead);
+  if (now - lastDraw < 30) return;
+  lastDraw = now;
+  const head = $("playhead");
+  const line = head.firstElementChild;
+  if (!(status && status.loop && status.rate)) {
+    if (lastX !== -1) { line.style.display = "none"; lastX = -1; }
+    return;
+  }
+  const f = frameNow();
+  const loop = status.loop;
+  const phase = (((f - loop.origin) % loop.frames) + loop.frames) % loop.frames / loop.frames;
+  const x = Math.round(phase * head.clientWidth);
+  if (x !== lastX) {
+    if (lastX === -1) line.style.display = "block";
+    line.style.transform = "translateX(" + x + "px)";
+    lastX = x;
+  }
+  head.dataset.phase = phase.toFixed(4);
+  const bpb = state.beats_per_bar || 4;
+  const beat = beatAt(f);
+  const bar = Math.floor(beat / bpb);
+  const count = "bar " + (bar + 1) + " . " + (Math.floor(beat - bar * bpb) + 1);
+  if (count !== lastCount) { $("counter").textContent = count; lastCount = count; }
+  $("counter").dataset.beat = beat.toFixed(3);
 }
 
 function drawMap() {
+  const s0 = status || {};
+  const key = JSON.stringify([s0.rendered, s0.wanted, s0.rendering, s0.progress, state.alpha, grid]);
+  if (key === mapKey) return;
+  mapKey = key;
   const canvas = $("map");
   const g = canvas.getContext("2d");
   const w = canvas.width, h = canvas.height, pad = 30, y = h / 2;
