@@ -19,8 +19,14 @@ process floods its page's socket at ``--flood-rate`` messages a second for ``--s
 bad messages mixed, reconnecting each time the server closes it), and reports the underruns,
 errors and loops rendered from serve's own summary.
 
+With ``--cpu`` it measures what an open page costs: the page's server in this process, with a
+stand-in engine (a real ``Player`` whose playing loop is 2 s of noise, a real grid, a status),
+and headless chromium (Playwright) showing the page; the CPU time of this process and of the
+chromium processes over ``--seconds``, as a fraction of one core.
+
 Usage: python benchmarks/bench_web.py [--count 300] [--rate 30] [--pages 1]
        python benchmarks/bench_web.py --flood [--flood-rate 10000] [--seconds 20]
+       python benchmarks/bench_web.py --cpu [--seconds 20]
 (``--pages`` more pages connected and reading, to see what each one costs.) Last, the cost of one
 spectrogram picture for a short and a 60 s loop.
 """
@@ -227,6 +233,67 @@ def flood(rate: float, seconds: float) -> None:
         print(f"loops rendered {found[1]}, underruns {found[2]}, errors {found[3]}")
 
 
+def _chromium_cpu_s() -> float:
+    import os
+
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if b"chromium" not in f.read():
+                    continue
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+        except OSError:
+            continue
+    return total
+
+
+def page_cpu(seconds: float) -> None:
+    import os
+
+    import numpy as np
+    from playwright.sync_api import sync_playwright
+
+    from riffbridge.engine.clock import Grid
+    from riffbridge.engine.player import Player, Segment
+    from riffbridge.events import EngineStatus
+
+    class View:
+        rate = 48000
+
+        def __init__(self, hub: Hub) -> None:
+            self.player, self.grid, self.hub = Player(), Grid(48000, 120.0), hub
+
+        def status(self) -> EngineStatus:
+            return EngineStatus(self.hub.state, "alpha 0", 1, 1, 1.0, 0, "idle", 1, 1.0, 0, "",
+                                rendered=(0.0,), wanted=(0.125,))
+
+    hub = Hub()
+    view = View(hub)
+    audio = (np.random.default_rng(0).standard_normal((96000, 2)) * 0.1).astype(np.float32)
+    audio.flags.writeable = False
+    view.player.playing = Segment(audio, 0, "alpha 0")
+    with WebServer(hub, view, port=0) as web, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+        page = browser.new_page()
+        page.goto(web.url)
+        page.locator("#ctl-alpha").wait_for()
+        time.sleep(1.0)
+        t0, own0, chrome0 = time.monotonic(), os.times(), _chromium_cpu_s()
+        time.sleep(seconds)
+        own1, chrome1 = os.times(), _chromium_cpu_s()
+        wall = time.monotonic() - t0
+        browser.close()
+    own = (own1.user + own1.system - own0.user - own0.system) / wall
+    print(f"an open page for {wall:.0f} s: the page's server (this process) {own:.1%} of a "
+          f"core, headless chromium {(chrome1 - chrome0) / wall:.1%} of a core")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--count", type=int, default=300)
@@ -235,7 +302,11 @@ def main() -> None:
     ap.add_argument("--flood", action="store_true", help="underruns under a page flood")
     ap.add_argument("--flood-rate", type=float, default=10_000.0)
     ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--cpu", action="store_true", help="what an open page costs")
     args = ap.parse_args()
+    if args.cpu:
+        page_cpu(args.seconds)
+        return
     if args.flood:
         flood(args.flood_rate, args.seconds)
         return
