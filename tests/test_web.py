@@ -432,3 +432,23 @@ def test_the_page_shows_the_sounding_loop_the_next_cue_and_the_style_map(hub: Hu
                           and m["loop"]["label"] == "alpha 0.625")
         assert after["loop"]["image"] == cued["next"]["image"]  # drawn once, not again
         page.close()
+
+
+@pytest.mark.slow
+def test_serve_with_the_page_port_taken_stops_with_one_line(tmp_path: Any) -> None:
+    from test_serve import free_udp_port, serve_args, serving
+
+    taken = socket.create_server(("127.0.0.1", 0))
+    try:
+        port = taken.getsockname()[1]
+        args = [a for a in serve_args(tmp_path / "out", free_udp_port(), free_udp_port())
+                if a != "--no-web"]
+        with serving([*args, "--web-port", str(port)], tmp_path) as proc:
+            assert proc.wait_exit() == 2
+            errors = [line for line in proc.err if line.startswith("riffbridge: error: ")]
+            assert len(errors) == 1 and f"127.0.0.1:{port}" in errors[0], proc.err[-5:]
+            assert "--web-port" in errors[0] and "--no-web" in errors[0]
+            assert proc.leftovers() == []  # the render worker went with it
+        assert not any((tmp_path / "out").glob("*/*.wav"))
+    finally:
+        taken.close()
