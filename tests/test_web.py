@@ -452,3 +452,17 @@ def test_serve_with_the_page_port_taken_stops_with_one_line(tmp_path: Any) -> No
         assert not any((tmp_path / "out").glob("*/*.wav"))
     finally:
         taken.close()
+
+
+def test_a_frame_over_the_size_limit_closes_only_that_page(hub: Hub, web: WebServer,
+                                                           page: Page) -> None:
+    big = Page(web)
+    big.wait(lambda m: m["type"] == "hello")
+    big.ws.send(json.dumps({"address": "/rb/prompt/a", "args": ["x" * 20_000]}))
+    with pytest.raises(ConnectionClosed):
+        for _ in range(100):
+            big.ws.recv(timeout=5)
+    assert big.ws.close_code == 1009  # message too big
+    assert hub.state.prompt_a == EngineState().prompt_a
+    page.send("/rb/alpha", 0.625)
+    assert page.state(lambda s: s["alpha"] == 0.625)
