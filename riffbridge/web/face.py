@@ -35,7 +35,7 @@ from riffbridge.web import protocol, spectro
 log = logging.getLogger(__name__)
 
 FRAME_S = 1 / 30  # the longest the page waits for news; a change wakes it at once
-STATUS_EVERY_S = 0.1  # the playhead's reference point, when nothing else changed
+STATUS_EVERY_S = 0.25  # the playhead's reference point, when nothing else changed
 EVENTS_KEPT = 64  # per page
 ERRORS_KEPT = 8
 IMAGES_KEPT = 8

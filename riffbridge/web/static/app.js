@@ -162,10 +162,7 @@ function beatAt(frame) {
 // other display frame and only when it has moved by a pixel: the page shares its machine with
 // the engine.
 let lastDraw = 0, lastX = -1, lastCount = "";
-function drawPlayhead(now) {
-  requestAnimationFrame(drawPlayhead);
-  if (now - lastDraw < 30) return;
-  lastDraw = now;
+function drawPlayhead() {
   const head = $("playhead");
   const line = head.firstElementChild;
   if (!(status && status.loop && status.rate)) {
@@ -241,4 +238,4 @@ $("recall").addEventListener("click", () => send("/rb/preset", [$("preset").valu
 $("save").addEventListener("click", () => send("/rb/preset/save", [$("preset").value]));
 
 connect();
-requestAnimationFrame(drawPlayhead);
+setInterval(drawPlayhead, 33);
