@@ -79,9 +79,9 @@ def spectrogram_png(audio: np.ndarray, rate: int) -> bytes:
 
 
 def png_rgb(pixels: np.ndarray) -> bytes:
-    """An 8-bit RGB PNG of ``pixels`` (rows, columns, 3). Written here rather than by Pillow
-    because zlib releases the GIL while it compresses and Pillow's encoder does not (about 5 ms
-    held per picture, long enough to make the audio callback wait)."""
+    """An 8-bit RGB PNG of ``pixels`` (rows, columns, 3): a header, the rows (filter 0) through
+    ``zlib.compress``, which lets go of the GIL while it works, so a picture drawn on a thread
+    of the engine's process holds the GIL only in short steps."""
     rows, columns, _ = pixels.shape
     raw = np.zeros((rows, 1 + 3 * columns), dtype=np.uint8)  # filter byte 0: none
     raw[:, 1:] = pixels.reshape(rows, 3 * columns)
