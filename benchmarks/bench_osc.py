@@ -185,7 +185,8 @@ def fuzz_engine(rate: float, seconds: float, audio_out: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "riffbridge", "serve", "--model", "tiny", "--device", "cpu",
                "--steps", "4", "--bars", "1", "--audio-out", audio_out, "--out-dir", tmp,
-               "--osc-port", str(osc_port), "--reply-port", str(replies.getsockname()[1])]
+               "--osc-port", str(osc_port), "--reply-port", str(replies.getsockname()[1]),
+               "--no-web"]
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             deadline = time.monotonic() + 300

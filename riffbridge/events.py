@@ -90,6 +90,10 @@ class EngineStatus:
     last_render_s: float
     errors: int
     last_error: str
+    # For a face on the engine (the browser page): the style map's points, as alphas.
+    rendered: tuple[float, ...] = ()  # grid points of the current settings in the cache
+    wanted: tuple[float, ...] = ()  # planned points not rendered yet, most urgent first
+    rendering: float | None = None  # the point of the render in flight
 
 
 Event = LoopReady | ClipCued | Switched | Progress | EngineError | Request | CuePlaying

@@ -253,6 +253,13 @@ PARAMS: tuple[Param, ...] = (
           metavar="PORT"),
     Param("reply_port", "int", 9001, "UDP port answers go to, on the sender's address",
           minimum=1, maximum=65535, metavar="PORT"),
+    Param("web", "bool", True, "serve the browser page (docs/web.md)", flag="--no-web"),
+    Param("web_host", "str", "127.0.0.1", "address to serve the page on (not loopback: the page "
+          "needs the token)", metavar="HOST", text="host"),
+    Param("web_port", "int", 8080, "TCP port of the page", minimum=1, maximum=65535,
+          metavar="PORT"),
+    Param("web_token", "str", "", "token the page asks for (?token=...); empty: none on "
+          "loopback, a fresh one printed at start otherwise", metavar="TOKEN"),
     Param("midi_in", "str", "", "MIDI input (any part of its name), or 'virtual'; empty: no "
           "MIDI", metavar="NAME"),
     Param("midi_api", "str", "auto", "MIDI backend", choices=("auto", "jack", "default")),

@@ -9,8 +9,13 @@ between switches is the rendered loop, sample for sample.
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import itertools
 import queue
+import shutil
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -110,10 +115,66 @@ def _continuation(seg_audio: np.ndarray, phase0: int, start: int, end: int) -> n
     return seg_audio[(np.arange(start, end) - phase0) % seg_audio.shape[0]]
 
 
-def test_engine_plays_through_jack_on_the_bar_without_underruns():
+_POLLER = """
+import sys, time, urllib.request
+base, fetched = sys.argv[1], 0
+paths = ["/", "/app.js", *(f"/spectrogram/{n}.png" for n in range(1, 9))]
+while True:
+    started = time.monotonic()
+    for path in paths:
+        try:
+            with urllib.request.urlopen(base + path, timeout=2) as response:
+                response.read()
+                fetched += 1
+        except OSError:
+            pass
+    print(fetched, flush=True)
+    time.sleep(max(0.0, 0.25 - (time.monotonic() - started)))
+"""
+
+
+@contextlib.contextmanager
+def _page_open(hub: Hub, engine: Engine, events: EventLog, on: bool) -> Iterator[None]:
+    """With ``on``: the browser page served for this engine (in this process, as serve does),
+    open in headless chromium, and another process fetching the page and its pictures four
+    times a second, for the whole run."""
+    if not on:
+        yield
+        return
+    from test_web_browser import CHROMIUM, sync_api
+
+    from riffbridge.web.server import WebServer
+
+    with WebServer(hub, engine, events.feedback, port=0) as web, \
+            sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page()
+        page.goto(web.url)
+        page.locator("#ctl-alpha").wait_for()
+        poller = subprocess.Popen([sys.executable, "-c", _POLLER, web.url.rstrip("/")],
+                                  stdout=subprocess.PIPE, text=True)
+        try:
+            yield
+            beat = float(page.locator("#counter").get_attribute("data-beat") or "nan")
+            assert beat > 8, f"the page's beat counter stood at {beat}"
+            assert page.locator("#specimg").get_attribute("data-serial")
+        finally:
+            poller.terminate()
+            out, _ = poller.communicate(timeout=10)
+            browser.close()
+        fetched = int(out.split()[-1]) if out.split() else 0
+        assert fetched > 60, f"only {fetched} fetches while the engine played"
+
+
+@pytest.mark.parametrize("page", [
+    False, pytest.param(True, marks=pytest.mark.skipif(
+        importlib.util.find_spec("playwright") is None or not shutil.which("chromium"),
+        reason="the page variant needs playwright and chromium (pip install -e .[dev], "
+               "apt-get install chromium)"))], ids=["alone", "page-open"])
+def test_engine_plays_through_jack_on_the_bar_without_underruns(page: bool):
     state = EngineState(steps=4, bars=1, playing=True, quantum="bar", xfade=0.05)
     targets = [0.25, 1.0, 0.5, 0.0, 0.75, 0.375, 1.0, 0.125] * 3
-    _plays_on_the_bar(state, iter([SetParam("alpha", a) for a in targets]))
+    _plays_on_the_bar(state, iter([SetParam("alpha", a) for a in targets]), page=page)
 
 
 def test_an_xy_move_across_the_surface_plays_on_the_bar_without_underruns():
@@ -131,7 +192,8 @@ def test_an_xy_move_across_the_surface_plays_on_the_bar_without_underruns():
 
 def _plays_on_the_bar(state: EngineState, moves: Iterator[Command], pause_s: float = 2.5,
                       run_s: float = RUN_S, min_renders: int = 6,
-                      settings: EngineSettings | None = None) -> None:
+                      settings: EngineSettings | None = None, page: bool = False) -> None:
+    """``page``: with the browser page open and polled meanwhile (``_page_open``)."""
     hub = Hub(state)
     player = Player()
     recorder = Recorder(run_s + 40)
@@ -154,7 +216,8 @@ def _plays_on_the_bar(state: EngineState, moves: Iterator[Command], pause_s: flo
     engine.start()
     try:
         recorder.client.activate()
-        with DeviceStream(_jack_device(), RATE, player.fill, blocksize=period):
+        with DeviceStream(_jack_device(), RATE, player.fill, blocksize=period), \
+                _page_open(hub, engine, events, page):
             assert recorder.connect_from_portaudio(), "no PortAudio ports to record"
             collector.start()
             wait_for(lambda: player.applied_token >= 1, 60, "the first loop")

@@ -222,7 +222,7 @@ def test_the_pd_player_plays_what_the_engine_renders_sample_for_sample(tmp_path:
         [sys.executable, "-m", "riffbridge", "serve", "--model", "tiny", "--device", "cpu",
          "--audio-out", "none", "--out-dir", "out", "--steps", "2", "--bars", "1",
          "--bpm", "120", "--osc-port", str(engine_port), "--reply-port",
-         str(free_udp_port())],
+         str(free_udp_port()), "--no-web"],
         cwd=tmp_path, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL, start_new_session=True)
     inbox = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

@@ -163,7 +163,8 @@ def _serve(record: Path, port: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "riffbridge", "serve", "--model", "tiny", "--device", "cpu",
          "--audio-out", "none", "--out-dir", "none", "--steps", "2", "--bars", "1",
-         "--record", str(record), "--osc-port", str(port), "--reply-port", str(port + 1)],
+         "--record", str(record), "--osc-port", str(port), "--reply-port", str(port + 1),
+         "--no-web"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

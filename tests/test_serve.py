@@ -213,7 +213,7 @@ class Serve:
 def serve_args(out_dir: Path | str, osc_port: int, reply_port: int, *extra: str) -> list[str]:
     return ["--model", "tiny", "--device", "cpu", "--audio-out", "none", "--out-dir",
             str(out_dir), "--steps", "2", "--bars", "1", "--osc-port", str(osc_port),
-            "--reply-port", str(reply_port), *extra]
+            "--reply-port", str(reply_port), "--no-web", *extra]
 
 
 @contextlib.contextmanager

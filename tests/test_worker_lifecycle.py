@@ -83,7 +83,7 @@ def start_rendering(tmp_path: Path, inbox: Inbox, *extra: str) -> tuple[Serve, P
     osc_port = free_udp_port()
     args = ["--model", "tiny", "--device", "cpu", "--steps", "4", "--audio-out", "none",
             "--out-dir", str(tmp_path / "out"), "--osc-port", str(osc_port),
-            "--reply-port", str(inbox.port), "--bars", "4", *extra]
+            "--reply-port", str(inbox.port), "--bars", "4", "--no-web", *extra]
     serve = Serve(args, tmp_path)
     try:
         run_dir = Path(serve.wait_running()["files"])

@@ -279,7 +279,7 @@ def _run(conf: ServeConfig, hub: Hub, device: AudioDevice | None, folder: Output
         if stop.is_set():
             print("riffbridge: stopped while loading the model", flush=True)
             return False
-        stack.enter_context(Feedback(hub, events))  # closed after the engine: last news out
+        feedback = stack.enter_context(Feedback(hub, events))  # after the engine: last news
         hub.set_status_provider(engine.status_numbers)
         stack.callback(hub.set_status_provider, None)
         inputs = contextlib.ExitStack()
@@ -290,13 +290,15 @@ def _run(conf: ServeConfig, hub: Hub, device: AudioDevice | None, folder: Output
         clocks = inputs.enter_context(ClockSources(hub, engine.clock_sync,
                                                    midi_available=bool(conf.midi_in)))
         midi_line = _open_midi(conf, hub, clocks, inputs)
+        page_line = _open_page(conf, hub, engine, feedback, inputs)
         link_line = "off (clock = link to follow Ableton Link)"
         if conf.clock == "link":
             clocks.start_link()
             link_line = "on"
         if conf.autoplay:
             hub.submit(Play(), source="engine")
-        _print_block(conf, worker.ready, stream, rate, osc, folder, midi_line, link_line)
+        _print_block(conf, worker.ready, stream, rate, osc, folder, midi_line, link_line,
+                     page_line)
         _wait(stop, engine, for_seconds, clocks.check)
         print("\nriffbridge: stopping (Ctrl-C again to force)", flush=True)
     status = engine.status()
@@ -336,8 +338,20 @@ def _open_midi(conf: ServeConfig, hub: Hub, clocks: ClockSources,
     return ", ".join(port.port_names) or conf.midi_in
 
 
+def _open_page(conf: ServeConfig, hub: Hub, engine: Engine, feedback: Any,
+               stack: contextlib.ExitStack) -> str:
+    if not conf.web:
+        return "off"
+    from riffbridge.web.server import WebServer
+
+    web = stack.enter_context(WebServer(hub, engine, feedback, host=conf.web_host,
+                                        port=conf.web_port, token=conf.web_token,
+                                        grid=conf.grid))
+    return web.url
+
+
 def _print_block(conf: ServeConfig, ready: Any, stream: Any, rate: int, osc: Any,
-                 folder: OutputFolder | None, midi: str, link: str) -> None:
+                 folder: OutputFolder | None, midi: str, link: str, page: str = "off") -> None:
     host, port = osc.address
     lines = [
         f"  model    {conf.model} on {ready.device if ready else conf.device}",
@@ -351,6 +365,7 @@ def _print_block(conf: ServeConfig, ready: Any, stream: Any, rate: int, osc: Any
         f"  tempo    {conf.bpm:g} BPM, {conf.bars} bar{'s' if conf.bars != 1 else ''} of "
         f"{conf.beats_per_bar}, "
         f"switch on the {conf.quantum}, clock {conf.clock}",
+        f"  page     {page}",
     ]
     print("riffbridge is running (Ctrl-C to stop)\n" + "\n".join(lines), flush=True)
 

@@ -2,8 +2,11 @@
 requests (the auto walk, the setlist) become hub commands like any other.
 
 ``to_osc`` is the pure translation (tested with literal events). ``Feedback`` is the thread that
-drains the engine's event queue; it is the only reader of that queue. The engine never calls the
-hub and never names an OSC address.
+drains the engine's event queue; it is the only reader of that queue. It hands every event, as
+the same value, to its consumers too (``add_consumer``: the browser page), after the OSC push, so
+other transports get the engine's news without a second reader. A consumer must be quick (a
+bounded queue put); one that raises is logged and the others still get the event. The engine
+never calls the hub and never names an OSC address.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from riffbridge.control.hub import Hub
@@ -46,11 +50,14 @@ def to_osc(event: Event) -> tuple[str, tuple[Any, ...]] | None:
 
 class Feedback:
     """Drains ``events`` on its own thread: pushes to the hub's sinks, submits requests.
-    A context manager; ``close()`` is idempotent and handles what is already queued."""
+    Every event then goes to each consumer. A context manager; ``close()`` is idempotent and
+    handles what is already queued."""
 
-    def __init__(self, hub: Hub, events: queue.Queue[Event]) -> None:
+    def __init__(self, hub: Hub, events: queue.Queue[Event],
+                 consumers: Iterable[Callable[[Event], None]] = ()) -> None:
         self.hub = hub
         self.events = events
+        self._consumers: tuple[Callable[[Event], None], ...] = tuple(consumers)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -61,7 +68,22 @@ class Feedback:
             self._thread.start()
         return self
 
+    def add_consumer(self, consumer: Callable[[Event], None]) -> None:
+        """``consumer(event)`` for every event from now on, on the feedback thread."""
+        self._consumers = (*self._consumers, consumer)  # a swap: the thread reads a tuple
+
+    def remove_consumer(self, consumer: Callable[[Event], None]) -> None:
+        self._consumers = tuple(c for c in self._consumers if c != consumer)
+
     def handle(self, event: Event) -> None:
+        self._to_osc(event)
+        for consumer in self._consumers:
+            try:
+                consumer(event)
+            except Exception:  # one transport's fault must not starve the others
+                log.exception("feedback consumer %r failed on %r", consumer, event)
+
+    def _to_osc(self, event: Event) -> None:
         if isinstance(event, Request):
             try:
                 self.hub.submit(event.command, source="engine")

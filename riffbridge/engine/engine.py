@@ -45,7 +45,7 @@ from riffbridge.control.clocks import ClockSync
 from riffbridge.engine.cache import CachedLoop, LoopCache
 from riffbridge.engine.clock import Grid
 from riffbridge.engine.core import CueDecision, EngineCore
-from riffbridge.engine.plan import DEFAULT_GRID, DEFAULT_XY_GRID, LOOKAHEAD, LoopKey
+from riffbridge.engine.plan import DEFAULT_GRID, DEFAULT_XY_GRID, LOOKAHEAD, LoopKey, key_for
 from riffbridge.engine.player import (
     Cue,
     Player,
@@ -224,6 +224,7 @@ class Engine:
         self._prepare_s = 0.0  # the budget for preparing a cue (see _cue)
         self._queued_for: tuple[tuple[LoopKey, ...], int] | None = None
         self._queued_count = 0
+        self._points: tuple[tuple[float, ...], tuple[float, ...]] = ((), ())
         self._grid = self._core.grid
         self._status = self._snapshot()
         self._recorder: Recording | None = None
@@ -534,16 +535,29 @@ class Engine:
                 or self._queued_for[1] != plan_and_cache[1]:
             self._queued_for = plan_and_cache
             self._queued_count = self._core.queued(self._cache.__contains__)
+            self._points = self._map_points()
         return self._queued_count
+
+    def _map_points(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """(rendered, wanted) alphas for the style map, counted with the queue."""
+        core, cached = self._core, self._cache.__contains__
+        grid = self.settings.grid
+        points = (i / grid for i in range(grid + 1))
+        rendered = tuple(a for a in points if cached(key_for(core.state, a, grid)))
+        wanted = tuple(float(k.alpha) for k in core.wanted() if not cached(k))
+        return rendered, wanted
 
     def _snapshot(self) -> ev.EngineStatus:
         core, cache, worker = self._core, self._cache, self.worker
         state = ("failed" if worker.fatal else "rendering" if worker.in_flight is not None
                  else "idle" if worker.ready is not None else "starting")
-        return ev.EngineStatus(core.state, core.sounding, self._queued(),
+        queued = self._queued()
+        flight = worker.in_flight
+        return ev.EngineStatus(core.state, core.sounding, queued,
                                len(cache), cache.nbytes / 2**20, self.player.underruns, state,
                                self._renders, self._last_render_s, self._errors,
-                               self._last_error)
+                               self._last_error, *self._points,
+                               None if flight is None else float(flight.key.alpha))
 
     def _publish(self) -> None:
         self._grid = self._core.grid
