@@ -228,8 +228,7 @@ def test_a_knob_on_the_page_reaches_the_state_and_osc_subscribers(hub: Hub, page
         with OscServer(hub, host="127.0.0.1", port=0, reply_port=Listener().port) as osc:
             client = SimpleUDPClient(*osc.address)
             client.send_message("/rb/subscribe", other.port)
-            client.send_message("/rb/ping", [])
-            time.sleep(0.2)
+            other.wait_for("/rb/status")  # the state a new subscriber gets ends there
             page.send("/rb/alpha", 0.75)
             assert other.wait_for("/rb/alpha") == [0.75]
             assert hub.state.alpha == 0.75

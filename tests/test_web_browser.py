@@ -79,6 +79,7 @@ def test_the_page_plays_and_follows_a_running_engine(tmp_path: Path, browser: An
         alpha.fill("0.5")
         assert inbox.wait("/rb/alpha", mark, where=lambda a: a == [0.5])
         # A click on the style map is the same knob: three quarters of the way to B.
+        page.locator("#map").scroll_into_view_if_needed()  # the controls are a long column
         box = page.locator("#map").bounding_box()
         pad = 30 * box["width"] / 768
         mark = inbox.mark()
@@ -128,6 +129,12 @@ def test_the_page_plays_and_follows_a_running_engine(tmp_path: Path, browser: An
         page.locator("#num-bpm").press("Enter")
         page.wait_for_function("() => document.getElementById('errors').textContent"
                                ".includes('bpm must be in [40, 240], got 999')", timeout=5000)
+
+        # The cue buttons (issue 16) go the same way: a commit with nothing cued is refused by
+        # the engine, and the page shows why.
+        page.locator("#commit").click()
+        page.wait_for_function("() => document.getElementById('errors').textContent"
+                               ".includes('nothing is on the cue bus')", timeout=10000)
 
         shot = tmp_path / "web.png"
         page.screenshot(path=str(shot), full_page=True)

@@ -142,6 +142,25 @@ class Heartbeat:
 Message = Ready | Progress | Rendered | Failed | Cancelled
 
 
+class SharedFlag:
+    """A flag both processes see: one shared byte (no lock: one writer sets it, the worker
+    clears it before a request the supervisor has not yet cancelled). Unlike a multiprocessing
+    Event it holds no semaphore for the resource tracker to find leaked when the worker is
+    killed."""
+
+    def __init__(self, ctx: Any) -> None:
+        self._value = ctx.RawValue("b", 0)
+
+    def set(self) -> None:
+        self._value.value = 1
+
+    def clear(self) -> None:
+        self._value.value = 0
+
+    def is_set(self) -> bool:
+        return bool(self._value.value)
+
+
 @dataclass(frozen=True)
 class WorkerSettings:
     model: str = DEFAULT_MODEL
@@ -363,7 +382,7 @@ class RenderWorker:
         self._requests = self._ctx.Queue()
         self._results = self._ctx.Queue()
         watch, self._life = self._ctx.Pipe(duplex=False)
-        self._stop = self._ctx.Event()
+        self._stop = SharedFlag(self._ctx)
         self._proc = self._ctx.Process(target=worker_main, name="riffbridge-render",
                                        args=(self.settings, self._requests, self._results,
                                              watch, os.getpid(), self._stop),

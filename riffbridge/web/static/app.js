@@ -234,6 +234,8 @@ window.addEventListener("pointerup", () => { mapDrag = false; });
 $("play").addEventListener("click", () => send("/rb/play", []));
 $("stop").addEventListener("click", () => send("/rb/stop", []));
 $("render").addEventListener("click", () => send("/rb/render", []));
+$("cue").addEventListener("input", () => sendSoon("/rb/cue/alpha", [parseFloat($("cue").value)]));
+$("commit").addEventListener("click", () => send("/rb/cue/commit", []));
 $("recall").addEventListener("click", () => send("/rb/preset", [$("preset").value]));
 $("save").addEventListener("click", () => send("/rb/preset/save", [$("preset").value]));
 
