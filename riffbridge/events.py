@@ -94,6 +94,10 @@ class EngineStatus:
     rendered: tuple[float, ...] = ()  # grid points of the current settings in the cache
     wanted: tuple[float, ...] = ()  # planned points not rendered yet, most urgent first
     rendering: float | None = None  # the point of the render in flight
+    # ... and on the XY surface (mix "xy"): lattice points as (x, y)
+    rendered_xy: tuple[tuple[float, float], ...] = ()
+    wanted_xy: tuple[tuple[float, float], ...] = ()
+    rendering_xy: tuple[float, float] | None = None
 
 
 Event = LoopReady | ClipCued | Switched | Progress | EngineError | Request | CuePlaying

@@ -179,7 +179,11 @@ class Serve:
         i = self.wait_line("riffbridge is running", START_TIMEOUT_S)
         self.wait_line("  tempo ", 5)
         with self._cond:
-            block = self.out[i + 1:i + 8]
+            block = []
+            for line in self.out[i + 1:]:  # the indented lines after the headline
+                if not line.startswith("  "):
+                    break
+                block.append(line)
         return {line.split()[0]: line.split(None, 1)[1] for line in block}
 
     def wait_exit(self, timeout: float = EXIT_TIMEOUT_S) -> int:

@@ -130,6 +130,27 @@ def test_the_page_plays_and_follows_a_running_engine(tmp_path: Path, browser: An
         page.wait_for_function("() => document.getElementById('errors').textContent"
                                ".includes('bpm must be in [40, 240], got 999')", timeout=5000)
 
+        # The XY surface (issue 13): the map turns into the surface, follows /rb/xy from OSC,
+        # and a click on it is /rb/xy from the page.
+        osc.send_message("/rb/xy", [0.25, 0.75])
+        page.wait_for_function("() => document.getElementById('map').dataset.point"
+                               " === '0.250,0.750'", timeout=5000)
+        assert page.locator("#map").get_attribute("data-mode") == "xy"
+        page.locator("#map").scroll_into_view_if_needed()
+        box = page.locator("#map").bounding_box()
+        scale = box["width"] / 768
+        pad, size = 30 * scale, (300 - 60) * scale
+        left = (box["width"] - size) / 2
+        mark = inbox.mark()
+        page.mouse.click(box["x"] + left + 0.5 * size, box["y"] + pad + (1 - 0.125) * size)
+        inbox.wait("/rb/xy", mark,
+                   where=lambda a: abs(a[0] - 0.5) < 0.01 and abs(a[1] - 0.125) < 0.01)
+        page.wait_for_function("() => document.getElementById('map').dataset.point"
+                               ".startsWith('0.5')", timeout=5000)
+        osc.send_message("/rb/alpha", 1.0)  # back on the A/B path: the line again
+        page.wait_for_function("() => document.getElementById('map').dataset.mode === 'alpha'",
+                               timeout=5000)
+
         # The cue buttons (issue 16) go the same way: a commit with nothing cued is refused by
         # the engine, and the page shows why.
         page.locator("#commit").click()

@@ -346,7 +346,7 @@ def _open_page(conf: ServeConfig, hub: Hub, engine: Engine, feedback: Any,
 
     web = stack.enter_context(WebServer(hub, engine, feedback, host=conf.web_host,
                                         port=conf.web_port, token=conf.web_token,
-                                        grid=conf.grid))
+                                        grid=conf.grid, xy_grid=conf.xy_grid))
     return web.url
 
 

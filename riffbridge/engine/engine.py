@@ -224,7 +224,7 @@ class Engine:
         self._prepare_s = 0.0  # the budget for preparing a cue (see _cue)
         self._queued_for: tuple[tuple[LoopKey, ...], int] | None = None
         self._queued_count = 0
-        self._points: tuple[tuple[float, ...], tuple[float, ...]] = ((), ())
+        self._points: dict[str, Any] = {}  # the style map's points (see _map_points)
         self._grid = self._core.grid
         self._status = self._snapshot()
         self._recorder: Recording | None = None
@@ -538,14 +538,21 @@ class Engine:
             self._points = self._map_points()
         return self._queued_count
 
-    def _map_points(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
-        """(rendered, wanted) alphas for the style map, counted with the queue."""
+    def _map_points(self) -> dict[str, Any]:
+        """The style map's rendered and wanted points (alphas, or XY lattice points on the
+        surface), counted with the queue."""
         core, cached = self._core, self._cache.__contains__
         grid = self.settings.grid
+        if core.state.mix == "xy":
+            steps = self.settings.xy_grid
+            base = key_for(core.state, None, grid)
+            lattice = [(i / steps, j / steps) for i in range(steps + 1)
+                       for j in range(steps + 1)]
+            return {"rendered_xy": tuple(p for p in lattice if cached(base.at_xy(*p))),
+                    "wanted_xy": tuple(k.point for k in core.wanted() if not cached(k))}
         points = (i / grid for i in range(grid + 1))
-        rendered = tuple(a for a in points if cached(key_for(core.state, a, grid)))
-        wanted = tuple(float(k.alpha) for k in core.wanted() if not cached(k))
-        return rendered, wanted
+        return {"rendered": tuple(a for a in points if cached(key_for(core.state, a, grid))),
+                "wanted": tuple(float(k.alpha) for k in core.wanted() if not cached(k))}
 
     def _snapshot(self) -> ev.EngineStatus:
         core, cache, worker = self._core, self._cache, self.worker
@@ -556,8 +563,10 @@ class Engine:
         return ev.EngineStatus(core.state, core.sounding, queued,
                                len(cache), cache.nbytes / 2**20, self.player.underruns, state,
                                self._renders, self._last_render_s, self._errors,
-                               self._last_error, *self._points,
-                               None if flight is None else float(flight.key.alpha))
+                               self._last_error, **self._points,
+                               rendering=None if flight is None else float(flight.key.alpha),
+                               rendering_xy=None if flight is None or flight.key.mix != "xy"
+                               else flight.key.point)
 
     def _publish(self) -> None:
         self._grid = self._core.grid

@@ -76,10 +76,12 @@ class Client:
 
 
 class Face:
-    def __init__(self, hub: Hub, engine: EngineView | None = None, *, grid: int = 8) -> None:
+    def __init__(self, hub: Hub, engine: EngineView | None = None, *, grid: int = 8,
+                 xy_grid: int = 4) -> None:
         self.hub = hub
         self.engine = engine
         self.grid = grid
+        self.xy_grid = xy_grid
         self.clients: set[Client] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
@@ -134,7 +136,7 @@ class Face:
     # ---- the event loop ------------------------------------------------------------------------
     def connect(self) -> Client:
         client = Client()
-        client.events.append(protocol.dumps(protocol.hello(self.grid)))
+        client.events.append(protocol.dumps(protocol.hello(self.grid, self.xy_grid)))
         client.state = protocol.dumps(protocol.state_message(self.hub.state))
         client.status = protocol.dumps(self._status_message(time.monotonic()))
         client.ready.set()
@@ -209,6 +211,9 @@ class Face:
             sounding=s.sounding, queued=s.queued, cached=s.cached, underruns=s.underruns,
             worker=s.worker, renders=s.renders, last_render_s=round(s.last_render_s, 3),
             rendered=list(s.rendered), wanted=list(s.wanted), rendering=s.rendering,
+            rendered_xy=[list(p) for p in s.rendered_xy],
+            wanted_xy=[list(p) for p in s.wanted_xy],
+            rendering_xy=None if s.rendering_xy is None else list(s.rendering_xy),
             rate=engine.rate, frame=int(player.frame), bpm=grid.bpm,
             anchor_frame=grid.anchor_frame, anchor_beat=grid.anchor_beat,
             loop=self._segment(player.playing), next=None)

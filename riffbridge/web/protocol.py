@@ -40,8 +40,8 @@ def param_table() -> list[dict[str, Any]]:
     return rows
 
 
-def hello(grid: int) -> dict[str, Any]:
-    return {"type": "hello", "params": param_table(), "grid": grid}
+def hello(grid: int, xy_grid: int = 4) -> dict[str, Any]:
+    return {"type": "hello", "params": param_table(), "grid": grid, "xy_grid": xy_grid}
 
 
 def state_message(state: EngineState) -> dict[str, Any]:

@@ -44,13 +44,13 @@ def is_loopback(host: str) -> bool:
 class WebServer:
     def __init__(self, hub: Hub, engine: EngineView | None = None,
                  feedback: Feedback | None = None, *, host: str = "127.0.0.1",
-                 port: int = 8080, token: str = "", grid: int = 8) -> None:
+                 port: int = 8080, token: str = "", grid: int = 8, xy_grid: int = 4) -> None:
         self.hub = hub
         self.feedback = feedback
         self.host = host
         self.loopback = is_loopback(host)
         self.token = token or ("" if self.loopback else secrets.token_urlsafe(16))
-        self.face = Face(hub, engine, grid=grid)
+        self.face = Face(hub, engine, grid=grid, xy_grid=xy_grid)
         self._port = port
         self._sock: socket.socket | None = None
         self._server: uvicorn.Server | None = None

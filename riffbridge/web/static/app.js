@@ -7,6 +7,7 @@ const $ = (id) => document.getElementById(id);
 let ws = null;
 let table = [];          // the live params, from the server's hello
 let grid = 8;
+let xyGrid = 4;           // XY lattice steps per axis
 let state = {};
 let playing = false;
 let status = null;       // the latest status, and when it came (for the playhead)
@@ -40,7 +41,7 @@ function flushSends() {
 }
 
 function handle(msg) {
-  if (msg.type === "hello") { table = msg.params; grid = msg.grid; buildControls(); }
+  if (msg.type === "hello") { table = msg.params; grid = msg.grid; xyGrid = msg.xy_grid || 4; buildControls(); }
   else if (msg.type === "state") { state = msg.state; playing = msg.playing; showState(); }
   else if (msg.type === "status") { status = msg; statusAt = performance.now(); showStatus(); }
   else if (msg.type === "event" && msg.kind === "error") { ownErrors.unshift(msg); ownErrors.length = Math.min(ownErrors.length, 8); showErrors(); showState(); }
@@ -187,12 +188,58 @@ function drawPlayhead() {
   $("counter").dataset.beat = beat.toFixed(3);
 }
 
+// The XY surface (mix "xy"): corners are slots 1 (0,0), 2 (1,0), 3 (0,1), 4 (1,1); y grows up.
+const XY_HEIGHT = 300, LINE_HEIGHT = 120;
+function xyFrame(canvas) {
+  const pad = 30, size = canvas.height - 2 * pad;
+  return { pad, size, left: (canvas.width - size) / 2 };
+}
+function drawSurface(canvas, s) {
+  const g = canvas.getContext("2d");
+  const { pad, size, left } = xyFrame(canvas);
+  const px = (x) => left + x * size, py = (y) => pad + (1 - y) * size;
+  g.clearRect(0, 0, canvas.width, canvas.height);
+  g.strokeStyle = "#3a404d"; g.lineWidth = 2; g.strokeRect(px(0), py(1), size, size);
+  g.fillStyle = "#8a8f9c"; g.font = "12px system-ui";
+  g.fillText("1", px(0) - 14, py(0) + 4); g.fillText("2", px(1) + 6, py(0) + 4);
+  g.fillText("3", px(0) - 14, py(1) + 4); g.fillText("4", px(1) + 6, py(1) + 4);
+  const key = (p) => p[0].toFixed(4) + "," + p[1].toFixed(4);
+  const rendered = new Set((s.rendered_xy || []).map(key));
+  const wanted = new Set((s.wanted_xy || []).map(key));
+  for (let i = 0; i <= xyGrid; i++) {
+    for (let j = 0; j <= xyGrid; j++) {
+      const p = [i / xyGrid, j / xyGrid];
+      g.beginPath(); g.arc(px(p[0]), py(p[1]), 5, 0, 2 * Math.PI);
+      if (rendered.has(key(p))) { g.fillStyle = "#5ad17a"; g.fill(); }
+      else { g.strokeStyle = wanted.has(key(p)) ? "#fb8861" : "#3a404d"; g.lineWidth = 2; g.stroke(); }
+    }
+  }
+  if (s.rendering_xy) {
+    g.strokeStyle = "#fb8861"; g.lineWidth = 3;
+    g.beginPath(); g.arc(px(s.rendering_xy[0]), py(s.rendering_xy[1]), 10, -Math.PI / 2, -Math.PI / 2 + 2 * Math.PI * (s.progress || 0)); g.stroke();
+  }
+  if (typeof state.x === "number" && typeof state.y === "number") {
+    g.fillStyle = "#fff";
+    g.beginPath(); g.arc(px(state.x), py(state.y), 7, 0, 2 * Math.PI); g.fill();
+    g.fillText("x " + state.x.toFixed(3) + "  y " + state.y.toFixed(3), 8, 16);
+  }
+  canvas.dataset.point = typeof state.x === "number" ? state.x.toFixed(3) + "," + state.y.toFixed(3) : "";
+}
+
 function drawMap() {
   const s0 = status || {};
-  const key = JSON.stringify([s0.rendered, s0.wanted, s0.rendering, s0.progress, state.alpha, grid]);
+  const xy = state.mix === "xy";
+  const key = JSON.stringify([xy, s0.rendered, s0.wanted, s0.rendering, s0.rendered_xy, s0.wanted_xy,
+                              s0.rendering_xy, s0.progress, state.alpha, state.x, state.y, grid]);
   if (key === mapKey) return;
   mapKey = key;
   const canvas = $("map");
+  canvas.dataset.mode = xy ? "xy" : "alpha";
+  const height = xy ? XY_HEIGHT : LINE_HEIGHT;
+  if (canvas.height !== height) canvas.height = height;
+  $("maphint").textContent = xy ? "the XY surface, corners slots 1-4: click or drag to move"
+                                : "A (alpha 0) to B (alpha 1): click or drag to move";
+  if (xy) { drawSurface(canvas, s0); return; }
   const g = canvas.getContext("2d");
   const w = canvas.width, h = canvas.height, pad = 30, y = h / 2;
   const xOf = (a) => pad + a * (w - 2 * pad);
@@ -227,9 +274,23 @@ function mapAlpha(e) {
   const pad = 30 * r.width / canvas.width;
   return Math.min(1, Math.max(0, (e.clientX - r.left - pad) / (r.width - 2 * pad)));
 }
+function mapXY(e) {
+  const canvas = $("map");
+  const r = canvas.getBoundingClientRect();
+  const scale = r.width / canvas.width;
+  const { pad, size, left } = xyFrame(canvas);
+  const clamp = (v) => Math.min(1, Math.max(0, v));
+  const x = clamp((e.clientX - r.left - left * scale) / (size * scale));
+  const y = clamp(1 - (e.clientY - r.top - pad * scale) / (size * scale));
+  return [Math.round(x * 1000) / 1000, Math.round(y * 1000) / 1000];
+}
+function mapMove(e) {
+  if (state.mix === "xy") sendSoon("/rb/xy", mapXY(e));
+  else sendSoon("/rb/alpha", [mapAlpha(e)]);
+}
 let mapDrag = false;
-$("map").addEventListener("pointerdown", (e) => { mapDrag = true; sendSoon("/rb/alpha", [mapAlpha(e)]); });
-$("map").addEventListener("pointermove", (e) => { if (mapDrag) sendSoon("/rb/alpha", [mapAlpha(e)]); });
+$("map").addEventListener("pointerdown", (e) => { mapDrag = true; mapMove(e); });
+$("map").addEventListener("pointermove", (e) => { if (mapDrag) mapMove(e); });
 window.addEventListener("pointerup", () => { mapDrag = false; });
 $("play").addEventListener("click", () => send("/rb/play", []));
 $("stop").addEventListener("click", () => send("/rb/stop", []));
