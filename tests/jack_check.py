@@ -15,3 +15,14 @@ def jack_running() -> bool:
         return subprocess.run(["jack_lsp"], capture_output=True, timeout=10).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         return False
+
+
+def jack_device() -> int:
+    """PortAudio's index of the JACK server's "system" output (what the JACK tests play to)."""
+    import sounddevice as sd
+
+    for i, dev in enumerate(sd.query_devices()):
+        api = sd.query_hostapis(dev["hostapi"])["name"]
+        if "JACK" in api and dev["max_output_channels"] >= 2 and dev["name"] == "system":
+            return i
+    raise AssertionError("PortAudio shows no JACK output device named 'system'")

@@ -18,6 +18,7 @@ target over a number of frames), ``Transport`` (running or not, beat ticks at it
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
 RATE = 44100
@@ -95,7 +96,7 @@ class Transport:
         return round(60.0 * RATE / self.bpm)
 
 
-class Player:
+class Player(ABC):
     """What both wirings share: two buffers, two gains, a transport, an xfade, a quantum."""
 
     def __init__(self, files: Files, xfade_frames: int = round(0.05 * RATE),
@@ -107,15 +108,16 @@ class Player:
         self.xfade = xfade_frames
         self.quantum = quantum
 
-    # the messages a player takes
-    def clip(self, frame: int, path: str, bars: int = 2) -> None:
-        raise NotImplementedError
+    # the messages a player takes: each wiring (PendingSlotPlayer, FlipOnArrivalPlayer) says
+    # what it does with them
+    @abstractmethod
+    def clip(self, frame: int, path: str, bars: int = 2) -> None: ...
 
-    def run(self, frame: int, on: bool) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def run(self, frame: int, on: bool) -> None: ...
 
-    def tick(self, frame: int, beat: int) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def tick(self, frame: int, beat: int) -> None: ...
 
     def sounding(self, frame: int) -> dict[str, float]:
         """The files audible at ``frame`` and their gains."""

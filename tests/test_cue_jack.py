@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 from engine_helpers import EventLog, wait_for
-from jack_check import NO_JACK, jack_running
+from jack_check import NO_JACK, jack_device, jack_running
 
 from riffbridge.control.hub import Hub
 from riffbridge.engine.engine import Engine, EngineSettings
@@ -27,16 +27,6 @@ pytestmark = [
     pytest.mark.jack,
     pytest.mark.skipif(not jack_running(), reason=NO_JACK),
 ]
-
-
-def _jack_device() -> int:
-    import sounddevice as sd
-
-    for i, dev in enumerate(sd.query_devices()):
-        api = sd.query_hostapis(dev["hostapi"])["name"]
-        if "JACK" in api and dev["max_output_channels"] >= 2 and dev["name"] == "system":
-            return i
-    raise AssertionError("PortAudio shows no JACK output device named 'system'")
 
 
 class FourPortRecorder:
@@ -75,9 +65,9 @@ def test_cue_bus_on_its_own_ports_master_unchanged_until_commit_on_the_bar() -> 
     before = recorder.outputs()
     try:
         with EventLog(hub, engine.events), \
-                DeviceStream(_jack_device(), RATE, player.fill, blocksize=1024):
+                DeviceStream(jack_device(), RATE, player.fill, blocksize=1024):
             master_ports = sorted(recorder.outputs() - before)
-            with DeviceStream(_jack_device(), RATE, player.fill_cue, blocksize=1024):
+            with DeviceStream(jack_device(), RATE, player.fill_cue, blocksize=1024):
                 cue_ports = sorted(recorder.outputs() - before - set(master_ports))
                 assert len(master_ports) == 2 and len(cue_ports) == 2, (master_ports, cue_ports)
                 for src, dst in zip(master_ports + cue_ports, recorder.ports, strict=True):

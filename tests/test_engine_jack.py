@@ -23,7 +23,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 from engine_helpers import EventLog, wait_for
-from jack_check import NO_JACK, jack_running
+from jack_check import NO_JACK, jack_device, jack_running
 from scipy import signal
 
 from riffbridge.control.hub import Hub
@@ -91,16 +91,6 @@ class Recorder:
     def close(self) -> None:
         self.client.deactivate()
         self.client.close()
-
-
-def _jack_device() -> int:
-    import sounddevice as sd
-
-    for i, dev in enumerate(sd.query_devices()):
-        api = sd.query_hostapis(dev["hostapi"])["name"]
-        if "JACK" in api and dev["max_output_channels"] >= 2 and dev["name"] == "system":
-            return i
-    raise AssertionError("PortAudio shows no JACK output device named 'system'")
 
 
 def _find(recording: np.ndarray, pattern: np.ndarray, start: int, span: int) -> int:
@@ -222,7 +212,7 @@ def _plays_on_the_bar(state: EngineState, moves: Iterator[Command], pause_s: flo
     engine.start()
     try:
         recorder.client.activate()
-        with DeviceStream(_jack_device(), RATE, player.fill, blocksize=period), \
+        with DeviceStream(jack_device(), RATE, player.fill, blocksize=period), \
                 _page_open(hub, engine, events, page):
             assert recorder.connect_from_portaudio(), "no PortAudio ports to record"
             collector.start()
@@ -382,7 +372,7 @@ def test_switches_between_copies_near_full_scale_never_go_over_the_ceiling():
     engine.start()
     try:
         recorder.client.activate()
-        with DeviceStream(_jack_device(), RATE, player.fill, blocksize=period):
+        with DeviceStream(jack_device(), RATE, player.fill, blocksize=period):
             assert recorder.connect_from_portaudio(), "no PortAudio ports to record"
             wait_for(lambda: player.applied_token >= 1, 10, "the first loop")
             for i, (name, value) in enumerate(steps):

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from engine_helpers import EventLog, wait_for
-from jack_check import NO_JACK, jack_running
+from jack_check import NO_JACK, jack_device, jack_running
 
 from riffbridge.cli import main
 from riffbridge.control.hub import Hub
@@ -43,16 +43,6 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("jack_capture") is None,
                        reason="jack_capture is not installed (apt-get install jack-capture)"),
 ]
-
-
-def _jack_device() -> int:
-    import sounddevice as sd
-
-    for i, dev in enumerate(sd.query_devices()):
-        api = sd.query_hostapis(dev["hostapi"])["name"]
-        if "JACK" in api and dev["max_output_channels"] >= 2 and dev["name"] == "system":
-            return i
-    raise AssertionError("PortAudio shows no JACK output device named 'system'")
 
 
 def _output_ports() -> set[str]:
@@ -94,7 +84,7 @@ def test_record_agrees_with_jack_capture_and_replays(tmp_path: Path) -> None:
     before = _output_ports()
     capture = None
     try:
-        with DeviceStream(_jack_device(), RATE, player.fill, blocksize=1024):
+        with DeviceStream(jack_device(), RATE, player.fill, blocksize=1024):
             ours = sorted(_output_ports() - before)
             assert len(ours) == 2, f"cannot tell PortAudio's ports apart: {ours}"
             capture = subprocess.Popen(
