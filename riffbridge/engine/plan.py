@@ -26,11 +26,11 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from riffbridge import styles
-from riffbridge.params import SOUND, Param, Record
+from riffbridge.params import BY_NAME, SOUND, Param, Record
 from riffbridge.state import EngineState
 
-DEFAULT_GRID = 8  # alpha steps per unit: eighths
-DEFAULT_XY_GRID = 4  # XY lattice steps per axis: quarters, a 5x5 lattice
+DEFAULT_GRID: int = BY_NAME["grid"].default  # alpha steps per unit: eighths
+DEFAULT_XY_GRID: int = BY_NAME["xy_grid"].default  # XY lattice steps per axis: a 5x5 lattice
 LOOKAHEAD = 3  # grid points planned past the current one in the knob's direction
 Direction = tuple[float, float]  # the way the XY point last moved (dx, dy)
 

@@ -30,6 +30,7 @@ from typing import Any, Protocol
 
 from riffbridge.control.hub import Hub
 from riffbridge.events import EngineError, EngineStatus, Event, LoopReady, Progress
+from riffbridge.params import BY_NAME
 from riffbridge.web import protocol, spectro
 
 log = logging.getLogger(__name__)
@@ -76,8 +77,9 @@ class Client:
 
 
 class Face:
-    def __init__(self, hub: Hub, engine: EngineView | None = None, *, grid: int = 8,
-                 xy_grid: int = 4) -> None:
+    def __init__(self, hub: Hub, engine: EngineView | None = None, *,
+                 grid: int = BY_NAME["grid"].default,
+                 xy_grid: int = BY_NAME["xy_grid"].default) -> None:
         self.hub = hub
         self.engine = engine
         self.grid = grid

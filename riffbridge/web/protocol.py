@@ -40,7 +40,7 @@ def param_table() -> list[dict[str, Any]]:
     return rows
 
 
-def hello(grid: int, xy_grid: int = 4) -> dict[str, Any]:
+def hello(grid: int, xy_grid: int) -> dict[str, Any]:
     return {"type": "hello", "params": param_table(), "grid": grid, "xy_grid": xy_grid}
 
 

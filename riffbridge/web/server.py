@@ -23,6 +23,7 @@ import uvicorn
 from riffbridge.control.feedback import Feedback
 from riffbridge.control.hub import Hub
 from riffbridge.errors import ConfigError
+from riffbridge.params import BY_NAME
 from riffbridge.web.app import LOOPBACK_NAMES, Guard, build_app
 from riffbridge.web.face import EngineView, Face
 
@@ -44,7 +45,9 @@ def is_loopback(host: str) -> bool:
 class WebServer:
     def __init__(self, hub: Hub, engine: EngineView | None = None,
                  feedback: Feedback | None = None, *, host: str = "127.0.0.1",
-                 port: int = 8080, token: str = "", grid: int = 8, xy_grid: int = 4) -> None:
+                 port: int = BY_NAME["web_port"].default, token: str = "",
+                 grid: int = BY_NAME["grid"].default,
+                 xy_grid: int = BY_NAME["xy_grid"].default) -> None:
         self.hub = hub
         self.feedback = feedback
         self.host = host
