@@ -29,7 +29,7 @@ with the most subscribers allowed (``max_subscribers``) subscribed, and prints t
 Usage: python benchmarks/bench_osc.py [--rate 1000] [--seconds 10]
        python benchmarks/bench_osc.py --amplification
        python benchmarks/bench_osc.py --fuzz [--rate 20000] [--seconds 10]
-       python benchmarks/bench_osc.py --fuzz --engine [--audio-out system] [--seconds 20]
+       python benchmarks/bench_osc.py --fuzz --engine [--audio-out system] [--seconds 20] [--elsewhere]
 """
 
 from __future__ import annotations
@@ -176,8 +176,17 @@ def _ask(sock: socket.socket, port: int, address: str, timeout: float,
     return None
 
 
-def fuzz_engine(rate: float, seconds: float, audio_out: str) -> None:
-    """Fuzz a running ``serve`` while it renders and plays; its underruns before and after."""
+def stand_in(port: int, seconds: float) -> None:
+    """An OSC server of its own (a hub, no engine) on ``port`` for ``seconds``: the target of
+    ``--elsewhere``, which puts the same parsing load on the machine outside the engine."""
+    with OscServer(Hub(), port=port, allow="127.0.0.0/8"):
+        time.sleep(seconds)
+
+
+def fuzz_engine(rate: float, seconds: float, audio_out: str, elsewhere: bool = False) -> None:
+    """Fuzz a running ``serve`` while it renders and plays; its underruns before and after.
+    ``elsewhere``: the datagrams go to a stand-in OSC server in another process instead, so the
+    machine carries the same load while the engine's process reads nothing (a control)."""
     osc_port = _free_port()
     replies = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     replies.bind(("127.0.0.1", 0))
@@ -198,8 +207,15 @@ def fuzz_engine(rate: float, seconds: float, audio_out: str) -> None:
             time.sleep(10.0)
             before = _ask(replies, osc_port, "/rb/status", 2.0)
             loops_before = len(list(Path(tmp).rglob("0*.wav")))
+            target_port = osc_port
+            if elsewhere:
+                target_port = _free_port()
+                stand_in_proc = mp.get_context("spawn").Process(
+                    target=stand_in, args=(target_port, seconds + 3.0))
+                stand_in_proc.start()
+                time.sleep(2.0)  # its imports
             fuzzer_proc = mp.get_context("spawn").Process(
-                target=fuzzer, args=(("127.0.0.1", osc_port), rate, seconds))
+                target=fuzzer, args=(("127.0.0.1", target_port), rate, seconds))
             fuzzer_proc.start()
             pings, answered, latencies = 0, 0, []
             end = time.monotonic() + seconds
@@ -224,7 +240,8 @@ def fuzz_engine(rate: float, seconds: float, audio_out: str) -> None:
           f"{mp.cpu_count()} cores, python {platform.python_version()}")
     print(f"engine: serve --model tiny --steps 4 --bars 1 --audio-out {audio_out}, playing, "
           f"the knob moved every 0.25 s")
-    print(f"fuzz: hostile datagrams at {rate:g}/s for {seconds:g} s")
+    print(f"fuzz: hostile datagrams at {rate:g}/s for {seconds:g} s"
+          + (" to a stand-in OSC server in another process" if elsewhere else ""))
     if before is None or after is None:
         print(f"status not answered (before {before}, after {after})")
     else:
@@ -353,12 +370,15 @@ def main() -> None:
                         help="with --fuzz: fuzz a running serve and count its underruns")
     parser.add_argument("--audio-out", default="system",
                         help="with --engine: serve's audio device (default system: JACK)")
+    parser.add_argument("--elsewhere", action="store_true",
+                        help="with --engine: send the datagrams to a stand-in OSC server in "
+                             "another process (the same load, none of it in the engine)")
     args = parser.parse_args()
     if args.amplification:
         amplification()
         return
     if args.fuzz and args.engine:
-        fuzz_engine(args.rate or 20000.0, args.seconds, args.audio_out)
+        fuzz_engine(args.rate or 20000.0, args.seconds, args.audio_out, args.elsewhere)
         return
     if args.fuzz:
         fuzz(args.rate or 20000.0, args.seconds)

@@ -113,6 +113,28 @@ def test_a_pending_cue_is_replaced_unless_it_is_about_to_sound():
     assert again is not None and again.replaces and again.at == 2 * BAR and again.token == 3
 
 
+def test_a_dropped_cue_is_cued_again_from_the_switch_that_sounded_first():
+    """The shell read the player just before it applied token 2 and replaced that cue (token
+    3, faded from the loop before 2); the player dropped token 3. The core then plays from token
+    2's sound: the next turn cues the knob's point again, after token 2, not replacing it."""
+    state = EngineState(playing=True, alpha=0.0, bars=1)
+    core = EngineCore(state, RATE)
+    cached = {key_for(state, a) for a in (0.0, 0.125, 0.25)}
+    assert core.playback(cached.__contains__, 0, 0) is not None  # token 1, at BAR
+    core.on_change(_change(core, alpha=0.125), 0)
+    second = core.playback(cached.__contains__, BAR + 10, 1)
+    assert second is not None and second.token == 2 and second.at == 2 * BAR
+    core.on_change(_change(core, alpha=0.25), BAR + 20)
+    stale = core.playback(cached.__contains__, BAR + 20, 1)
+    assert stale is not None and stale.replaces and stale.token == 3
+    core.on_dropped(3, 2, 2 * BAR)  # token 2 sounded before token 3 reached the player
+    again = core.playback(cached.__contains__, 2 * BAR + 3000, 2)
+    assert again is not None and again.token == 4 and not again.replaces
+    assert again.at == 3 * BAR and again.label == "alpha 0.25"
+    core.on_dropped(3, 2, 2 * BAR)  # a late repeat changes nothing
+    assert core.playback(cached.__contains__, 2 * BAR + 3100, 2) is None
+
+
 def test_the_first_cue_starts_on_the_grid():
     core = EngineCore(EngineState(playing=True, bars=1, quantum="beat"), RATE)
     cached = {key_for(core.state)}

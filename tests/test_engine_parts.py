@@ -189,6 +189,51 @@ def test_player_loops_and_switches_on_the_cued_frame_with_any_block_size():
         assert np.allclose(fade, expect * step, atol=1e-6)
 
 
+def test_player_drops_a_cue_whose_fade_starts_from_audio_that_no_longer_plays():
+    """The engine replaced cue 2 (a -> b) with cue 3 (a -> c, after switch 1), but the player
+    had applied cue 2 first: cue 3's fade starts from a, which no longer plays. The player drops
+    it (the engine cues again) and b plays on, sample for sample."""
+    step = 1 / 2048
+    a = Segment(_ramp(1000, scale=step), origin=0, label="a")
+    b = Segment(_ramp(700, scale=-step), origin=0, label="b")
+    c = Segment(_ramp(900, scale=step / 2), origin=0, label="c")
+    player = Player()
+    player.cue = prepare_cue(None, a, 0, 1, token=1, after=0)
+    _play(player, 2048, 256)
+    player.cue = prepare_cue(a, b, 3000, 50, token=2, after=1)
+    _play(player, 2048, 256)
+    assert player.applied_token == 2
+    player.cue = prepare_cue(a, c, 5000, 50, token=3, after=1)  # read before cue 2 applied
+    out = _play(player, 4096, 256)
+    assert player.applied_token == 2 and player.dropped_token == 3
+    assert np.array_equal(out[:, 0], -(np.arange(4096, 8192) % 700) * step)
+    player.cue = prepare_cue(b, c, 9000, 50, token=4, after=2)  # cued again, from b
+    _play(player, 2048, 256)
+    assert player.applied_token == 4 and player.playing is c
+
+
+def test_player_plays_a_fade_that_began_to_its_end_whatever_replaces_its_cue():
+    """A cue swapped in while the player is inside another cue's fade does not cut that fade
+    (the output would jump back to the old loop): the fade plays whole, its loop follows, and
+    the new cue, prepared from the loop before, is dropped."""
+    step = 1 / 2048
+    a = Segment(_ramp(1000, scale=step), origin=0, label="a")
+    b = Segment(_ramp(700, scale=-step), origin=0, label="b")
+    c = Segment(_ramp(900, scale=step / 2), origin=0, label="c")
+    player = Player()
+    player.cue = prepare_cue(None, a, 0, 1, token=1, after=0)
+    _play(player, 3072, 256)
+    second = prepare_cue(a, b, 3072, 1024, token=2, after=1)
+    player.cue = second
+    first_half = _play(player, 512, 256)
+    player.cue = prepare_cue(a, c, 3072, 1024, token=3, after=1)  # replaces cue 2, too late
+    rest = _play(player, 2048, 256)
+    fade = np.concatenate([first_half, rest[:512]])
+    assert np.array_equal(fade, second.fade)
+    assert player.applied_token == 2 and player.dropped_token == 3 and player.playing is b
+    assert np.array_equal(rest[512:, 0], -(np.arange(4096, 5632) % 700) * step)
+
+
 def test_player_late_cue_starts_inside_its_fade_and_silence_cue_stops():
     player = Player()
     a = Segment(_ramp(100), origin=0)
@@ -623,6 +668,61 @@ def test_the_shell_plays_the_core_choice_mixed_from_what_the_worker_rendered():
     while not engine.events.empty():
         events.append(engine.events.get_nowait())
     assert not any(isinstance(e, Switched) for e in events)  # no audio ran: nothing sounded
+
+
+def test_the_shell_cues_again_when_a_switch_sounds_while_it_prepares_the_next():
+    """The race a loaded machine makes: the shell reads the player, decides to replace the
+    pending cue (token 2), and by the time the replacement (token 3) is in place the player has
+    applied token 2. The player drops token 3 (its fade starts from the loop before token 2);
+    the shell sees that, cues the same sound again from token 2's loop, and logs token 2 as
+    sounded. Every frame the player plays is the loop that sounds or a fade out of it."""
+    state = EngineState(playing=True, bars=1, xfade=0.01)
+    hub, player, worker = Hub(state), Player(), SteppedWorker()
+    engine = Engine(state, player, RATE, EngineSettings(lookahead=0), worker=worker)
+    hub.add_listener(engine.post)
+    prepare = engine._prepare
+    played: list[np.ndarray] = []
+
+    def play_to(frame: int) -> None:
+        while player.frame < frame:
+            buf = np.zeros((512, 2), np.float32)
+            player.fill(buf)
+            played.append(buf)
+
+    def late(decision: CueDecision, after: int) -> None:
+        pending = player.cue
+        if decision.token == 3 and pending is not None:  # the audio ran on meanwhile
+            play_to(pending.at + pending.fade.shape[0] + 512)
+        prepare(decision, after)
+
+    engine._prepare = late  # type: ignore[method-assign]
+    with engine:
+        assert worker.finish().alpha == 0.0
+        wait_for(lambda: player.cue is not None and player.cue.token == 1, 5, "the first cue")
+        play_to(player.cue.at + 2048)
+        hub.submit(SetParam("alpha", 0.5))
+        assert worker.finish().alpha == 0.5
+        wait_for(lambda: player.cue is not None and player.cue.token == 2, 5, "cue 2")
+        second = player.cue
+        hub.submit(SetParam("alpha", 0.25))  # a blend of 0 and 0.5, cued at once
+        wait_for(lambda: player.cue is not None and player.cue.token == 3, 5, "cue 3")
+        play_to(player.frame + 512)
+        assert player.dropped_token == 3
+        assert player.applied_token == 2
+        again = wait_for(lambda: (c := player.cue) is not None and c.token == 4 and c, 5,
+                         "cue 4")
+        assert again.after == 2 and again.then is not None
+        assert again.then.label == "blend 0|0.5 @0.50" and again.at > second.at
+        play_to(again.at + again.fade.shape[0] + 512)
+        wait_for(lambda: [t for t, _, _ in engine.sounded] == [1, 2, 4], 5, "the log")
+        assert engine.status().sounding == "blend 0|0.5 @0.50"
+    out = np.concatenate(played)[:, 0]
+    assert second.then is not None and again.then is not None
+    b_level = float(second.then.audio[0, 0])
+    between = out[second.at + second.fade.shape[0]:again.at]
+    assert np.all(between == b_level)  # token 2's loop, not the one before it
+    after_fade = out[again.at + again.fade.shape[0]:again.at + again.fade.shape[0] + 512]
+    assert np.all(after_fade == again.then.audio[0, 0])
 
 
 def test_the_shell_cancels_a_render_that_a_newer_request_made_useless():

@@ -173,6 +173,7 @@ class EngineCore:
         self._sound: _Sound | None = None  # what the last cue plays
         self._label = "silence"
         self._labels: dict[int, tuple[float, str]] = {}  # token -> (alpha, label), last cues
+        self._sounds: dict[int, _Sound | None] = {0: None}  # token -> what it plays, last cues
         self._reported = 0  # the last applied token reported as Switched
         self._paths: dict[LoopKey, str] = {}
         self._announced: LoopKey | None = None
@@ -340,6 +341,8 @@ class EngineCore:
         self._sound = sound
         self._label = label_of(choice)
         self._labels = {t: s for t, s in self._labels.items() if t > self._token - 4}
+        self._sounds = {t: s for t, s in self._sounds.items() if t > self._token - 8}
+        self._sounds[self._token] = sound
         # silence has no alpha of its own: it reports the knob's
         self._labels[self._token] = (state.alpha if choice is None else alpha_of(choice),
                                      self._label)
@@ -358,6 +361,16 @@ class EngineCore:
             return None
         self._announced = key = sound.low
         return ClipCued(path, float(key.alpha), float(key.bpm), int(key.bars))
+
+    def on_dropped(self, token: int, applied_token: int, applied_at: int) -> None:
+        """The player dropped cue ``token``: the switch it replaced had sounded first
+        (``applied_token``, at ``applied_at``), so its fade was prepared from other audio.
+        What plays is that switch's sound; the next ``playback`` cues again from there."""
+        if self._pending is None or self._pending[0] != token:
+            return
+        self._pending = (applied_token, applied_at)
+        self._sound = self._sounds.get(applied_token)
+        self._label = self._labels.get(applied_token, (0.0, "silence"))[1]
 
     def on_applied(self, token: int, applied_at: int) -> Switched | None:
         """The player's last applied cue; a ``Switched`` the first time a token is seen."""

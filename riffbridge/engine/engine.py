@@ -216,6 +216,7 @@ class Engine:
         self._segment: Segment | None = None  # what the last cue plays
         self._before_pending: Segment | None = None  # what plays until the pending cue
         self._pending: Cue | None = None  # the last cue issued, maybe not yet sounded
+        self._cues: dict[int, Cue] = {}  # token -> the last cues issued
         self._renders = 0
         self._last_render_s = 0.0
         self._errors = 0
@@ -335,10 +336,12 @@ class Engine:
             loop = LoopRequest(key, s.quality, s.seed_dir, s.scheduler)
             self.worker.submit(RenderRequest(loop, self.rate))
         self._emit(core.auto(player.frame))
-        decision = core.playback(self._cache.__contains__, player.frame, player.applied_token,
+        self._note_dropped()
+        applied = player.applied_token
+        decision = core.playback(self._cache.__contains__, player.frame, applied,
                                  self._prepare_s)
         if decision is not None:
-            self._cue(decision)
+            self._cue(decision, applied)
             self._emit(core.clip())
         audition = core.cue_playback(self._cache.__contains__, player.frame)
         if audition is not None:
@@ -404,25 +407,29 @@ class Engine:
         key = msg.key
         self._emit(ev.LoopReady(float(key.alpha), float(key.bpm), int(key.bars), msg.seconds))
 
-    def _cue(self, decision: CueDecision) -> None:
+    def _cue(self, decision: CueDecision, after: int) -> None:
         started = time.perf_counter()
-        self._prepare(decision)
+        self._prepare(decision, after)
         took = time.perf_counter() - started
         # the budget for the next cue: the slowest recent preparation, decaying slowly
         self._prepare_s = max(took, self._prepare_s * PREPARE_DECAY)
 
-    def _prepare(self, decision: CueDecision) -> None:
+    def _prepare(self, decision: CueDecision, after: int) -> None:
+        """The cue's audio, faded from what plays after switch ``after`` (the player's last
+        applied one when the core decided)."""
         choice, segment = decision.choice, None
         if choice is not None:
             high = None if choice.high is None else self._frames(choice.high)
             segment = build_segment(decision, self._frames(choice.low), high)
         base = self._before_pending if decision.replaces else self._segment
         cue = prepare_cue(base, segment, decision.at, decision.fade, decision.token,
-                          self.player.channels)
+                          self.player.channels, after)
         if not decision.replaces:
             self._before_pending = self._segment
         self._segment = segment
         self._pending = cue
+        self._cues = {t: c for t, c in self._cues.items() if t > decision.token - DECISIONS_KEPT}
+        self._cues[decision.token] = cue
         self._decisions = {t: d for t, d in self._decisions.items()
                            if t > decision.token - DECISIONS_KEPT}
         self._decisions[decision.token] = decision
@@ -443,18 +450,29 @@ class Engine:
             raise RuntimeError(f"loop alpha {key.alpha:g} left the cache before its cue")
         return item.frames
 
+    def _note_dropped(self) -> None:
+        """The player dropped the pending cue (the switch it replaced sounded first: the engine
+        read the player a moment before): what plays is that switch's loop; cue again from it."""
+        pending, player = self._pending, self.player
+        if pending is None or player.dropped_token != pending.token:
+            return
+        applied = self._cues.get(player.applied_token)
+        playing = applied.then if applied is not None else player.playing
+        self._core.on_dropped(pending.token, player.applied_token, player.applied_at)
+        self._segment = self._before_pending = playing
+        self._pending = applied
+        log.info("a switch sounded while the next one was prepared: cueing again from it")
+
     def _note_applied(self) -> None:
         token = self.player.applied_token
-        pending = self._pending
+        cue = self._cues.get(token)
         # The callback sets applied_token before applied_at: the cue's own frame is exact.
-        at = pending.at if pending is not None and pending.token == token \
-            else self.player.applied_at
+        at = cue.at if cue is not None else self.player.applied_at
         switched = self._core.on_applied(token, at)
         if switched is None:
             return
-        if pending is not None and pending.token == token:
-            self._sounded = (*self._sounded[1 - SOUNDED_KEPT:], (token, pending.at,
-                                                                  pending.then))
+        if cue is not None:
+            self._sounded = (*self._sounded[1 - SOUNDED_KEPT:], (token, cue.at, cue.then))
         decision = self._decisions.get(token)
         if decision is not None:
             self._sounding = decision

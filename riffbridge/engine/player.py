@@ -7,7 +7,10 @@ swap); the callback is the only writer of ``playing``, ``frame`` and the counter
 references the engine swaps: ``tap`` (the set recorder's ring: each played block is copied into
 it, ``RecordRing.push``) and ``cue_bus`` (the loop ``fill_cue`` plays on the cue outputs).
 A cue carries a rising token, so the engine can tell from ``applied_token`` when the switch has
-sounded.
+sounded. A cue also names the switch it follows (``after``): the callback drops a cue that would
+start from other audio than the engine prepared its fade from (``dropped_token``: the engine cues
+again from what plays), and a fade that has begun always plays to its end, whatever cue the engine
+puts in place meanwhile.
 
 ``prepare_cue`` (engine thread) computes the crossfade ahead of time: the frames of what will be
 playing at the switch, faded out with the new loop faded in at its bar-aligned phase. The level
@@ -75,6 +78,11 @@ class Cue:
     fade: np.ndarray  # (k, channels) float32: frames [at, at + k), prepared
     then: Segment | None  # what plays from at + k on; None = silence
     token: int
+    # The token the player must have applied last when this cue starts (None: any). The fade
+    # is prepared from what that switch plays; if another switch sounded in the meantime (the
+    # engine read the player a moment before it applied the cue this one replaces) the fade
+    # would start from the wrong audio, so the player drops the cue instead (``dropped_token``).
+    after: int | None = None
 
 
 def _silence(channels: int) -> Segment:
@@ -92,6 +100,8 @@ class Player:
         self.frame = 0
         self.applied_token = 0
         self.applied_at = -1
+        self.dropped_token = 0  # the last cue dropped: it did not follow ``applied_token``
+        self._fading: Cue | None = None  # the cue whose fade is playing: it plays to its end
         self.underruns = 0
         self.blocks = 0
         # (frame at the start of the last block, time.monotonic() of that block), for clocks
@@ -114,9 +124,14 @@ class Player:
         self.stamp[1] = now
         if underrun:
             self.underruns += 1
-        cue = self.cue
-        if cue is not None and cue.token <= self.applied_token:
-            cue = None
+        cue = self._fading
+        if cue is None:
+            cue = self.cue
+            if cue is not None and cue.token <= self.applied_token:
+                cue = None
+            elif cue is not None and cue.after is not None and cue.after != self.applied_token:
+                self.dropped_token = cue.token
+                cue = None
         pos = 0
         while pos < frames:
             f = f0 + pos
@@ -124,6 +139,7 @@ class Player:
                 k = f - cue.at
                 fade_len = cue.fade.shape[0]
                 if k < fade_len:
+                    self._fading = cue
                     n = min(frames - pos, fade_len - k)
                     out[pos:pos + n] = cue.fade[k:k + n]
                     pos += n
@@ -131,6 +147,7 @@ class Player:
                 self.playing = cue.then if cue.then is not None else self.silence
                 self.applied_token = cue.token
                 self.applied_at = cue.at
+                self._fading = None
                 cue = None
                 continue
             n = frames - pos if cue is None else min(frames - pos, cue.at - f)
@@ -262,8 +279,10 @@ def same_loop(current: Segment | None, new: Segment | None) -> bool:
 
 
 def prepare_cue(current: Segment | None, new: Segment | None, at: int, fade_frames: int,
-                token: int, channels: int = 2) -> Cue:
-    """A switch at frame ``at`` from ``current`` to ``new`` (either may be None = silence)."""
+                token: int, channels: int = 2, after: int | None = None) -> Cue:
+    """A switch at frame ``at`` from ``current`` to ``new`` (either may be None = silence);
+    ``after``: the token of the switch that plays ``current`` (the player drops the cue if
+    another one sounded last)."""
     k = max(1, int(fade_frames))
     old = current.source_window(at, k) if current is not None and current.label != "silence" \
         else np.zeros((k, channels), dtype=np.float32)
@@ -281,7 +300,7 @@ def prepare_cue(current: Segment | None, new: Segment | None, at: int, fade_fram
             + fresh * in_curve.astype(np.float32)[:, None]
     fade = np.ascontiguousarray(limit(mixed), dtype=np.float32)
     fade.flags.writeable = False
-    return Cue(at, fade, new, token)
+    return Cue(at, fade, new, token, after)
 
 
 def frozen_frames(audio: np.ndarray, gain: float = 1.0) -> np.ndarray:

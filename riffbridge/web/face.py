@@ -220,7 +220,8 @@ class Face:
             anchor_frame=grid.anchor_frame, anchor_beat=grid.anchor_beat,
             loop=self._segment(player.playing), next=None)
         cue = player.cue
-        if cue is not None and cue.token > player.applied_token:
+        if cue is not None and cue.token > player.applied_token \
+                and cue.token != player.dropped_token:
             message["next"] = self._segment(cue.then)
             if message["next"] is not None:
                 message["next"]["at"] = int(cue.at)
