@@ -20,7 +20,8 @@ With ``--fuzz --engine`` the target is a whole running engine instead: ``riffbri
 the tiny model, rendering and playing (``--audio-out`` names the device: ``system`` is JACK's
 through PortAudio, ``none`` a paced stream with no device), and the figures are its audio
 underruns before and after the fuzz (from ``/rb/status``), the pings answered, and the loops it
-rendered meanwhile.
+rendered meanwhile. ``--elsewhere`` is its control: the same datagrams go to a stand-in OSC
+server in another process, so the machine carries the same load while the engine reads nothing.
 
 With ``--amplification`` it measures, for each kind of request a sender on the allow-list can
 make, the bytes riffbridge sends (to every destination: replies, subscribers) per byte received,
@@ -29,7 +30,8 @@ with the most subscribers allowed (``max_subscribers``) subscribed, and prints t
 Usage: python benchmarks/bench_osc.py [--rate 1000] [--seconds 10]
        python benchmarks/bench_osc.py --amplification
        python benchmarks/bench_osc.py --fuzz [--rate 20000] [--seconds 10]
-       python benchmarks/bench_osc.py --fuzz --engine [--audio-out system] [--seconds 20] [--elsewhere]
+       python benchmarks/bench_osc.py --fuzz --engine [--audio-out system] [--seconds 20]
+                                      [--elsewhere]
 """
 
 from __future__ import annotations
