@@ -527,13 +527,14 @@ def test_every_message_a_patch_sends_is_accepted_by_the_real_server(name: str) -
 
 
 def test_the_pd_player_speaks_only_addresses_in_the_osc_table() -> None:
-    """What the Pd player sends (``oscformat rb X``) riffbridge accepts; what it routes after
-    ``route rb`` riffbridge pushes (or is a param it pushes to subscribers)."""
+    """What the Pd player sends (``oscformat rb X``: the subscription and the XY pad's
+    ``/rb/xy``) riffbridge accepts; what it routes after ``route rb`` riffbridge pushes (or is a
+    param it pushes to subscribers: the pad follows ``/rb/x`` and ``/rb/y``)."""
     from riffbridge.control.osc_spec import OSC_SPEC, by_address
 
     text = (PATCH_DIR / "riffbridge-player.pd").read_text()
     sent = re.findall(r"oscformat rb (\w+)", text)
-    assert sorted(sent) == ["subscribe", "unsubscribe"]
+    assert sorted(sent) == ["subscribe", "unsubscribe", "xy"]
     for word in sent:
         assert by_address(f"/rb/{word}") is not None
     pushed = {a.address for a in OSC_SPEC if a.kind in ("push", "param")}
