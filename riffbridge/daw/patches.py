@@ -803,6 +803,8 @@ def device_controls_table() -> str:
         rows.append(f"| {name} | {name} / {name} | live.text (button) | - | `{address}` |")
     rows.append(f"| cue alpha | cue alpha / cue alpha | live.dial | 0 .. 1 | `{CUE_DIAL}` "
                 f"(auditions on riffbridge's cue outputs) |")
+    rows.append("| XY pad | none: it sets the x and y parameters above, and follows them | "
+                "pictslider, y up | 0 .. 1 each | `/rb/xy` (one message per move) |")
     rows.append("| reconnect | reconnect / reconnect | live.text (button) | - | "
                 "`/rb/unsubscribe`, `/rb/subscribe` |")
     rows.append(f"| osc host | osc host / osc host | text field, stored in a pattr | "
