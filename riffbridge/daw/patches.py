@@ -575,10 +575,10 @@ def _device_controls(p: Patcher, ports: _Ports, x: float,
     if "x" in control_of and "y" in control_of:
         follow = {axis: [(control_of[axis], 0), (route, outlet_of[_address(P.BY_NAME[axis])])]
                   for axis in ("x", "y")}
-        lab = p.comment(PAD_LABEL, (x + 700, 40.0), width=PAD_SIZE, height=36.0)
+        lab = p.comment("XY: slots 1 2 bottom, 3 4 top", (x + 700, 40.0), width=PAD_SIZE)
         pad = _xy_pad(p, ports, (x + 700, 80.0), follow,
                       drive={axis: control_of[axis] for axis in ("x", "y")})
-        present.extend([(lab, PAD_X, 2.0), (pad, PAD_X, 26.0)])
+        present.extend([(lab, PAD_X, 2.0), (pad, PAD_X, 24.0)])
     # At load, each control sends the value saved with the set (a pattr sends its own).
     for box_id in [i for i in ids if not p.boxes[int(i.split("-")[1]) - 1]["box"]
                    .get("text", "").startswith("pattr")]:
