@@ -101,7 +101,8 @@ def test_every_patchline_joins_existing_boxes_within_their_counts(name: str) -> 
 
 def _source_type(boxes: dict[str, dict[str, Any]], lines: list[tuple[str, int, str, int]],
                  target: str) -> set[str]:
-    """OSC type tags of what arrives at a message box's left inlet, from the boxes feeding it."""
+    """OSC type tags of what arrives at a message box's left inlet, from the boxes feeding it:
+    one tag per value ("f"), or one per element of a list (a pack of two floats: "ff")."""
     tags = set()
     for src, outlet, dst, inlet in lines:
         if dst != target or inlet != 0:
@@ -111,8 +112,10 @@ def _source_type(boxes: dict[str, dict[str, Any]], lines: list[tuple[str, int, s
         text = box.get("text", "")
         if cls == "flonum" or cls == "live.dial" or (text.startswith("/ ") and "." in text):
             tags.add("f")
-        elif cls in ("number", "live.numbox"):  # a live.numbox of parameter_type 1 (int)
-            tags.add("i")
+        elif cls in ("number", "live.numbox", "pictslider"):  # live.numbox: parameter_type 1
+            tags.add("i")  # pictslider: outlettype ["int", "int"]
+        elif text.startswith("pack "):  # a list, typed by the pack's arguments: "0." a float
+            tags.add("".join("f" if "." in a else "i" for a in text.split()[1:]))
         elif text == "tosymbol" or text.startswith("pattr ") or (cls == "live.menu"
                                                                   and outlet == 1):
             tags.add("s")  # a pattr holds what tosymbol gave it; live.menu's outlet 1: the item
@@ -141,9 +144,9 @@ def test_every_osc_address_sent_is_in_the_spec_with_its_types(name: str) -> None
         assert entry is not None, f"{name}: {address} is not accepted by riffbridge"
         tags = ""
         for word in args:
-            if word == "$1":
-                (tag,) = _source_type(boxes, lines, box_id)
-                tags += tag
+            if re.fullmatch(r"\$\d", word):  # $N: the Nth element of what arrives
+                (arriving,) = _source_type(boxes, lines, box_id)
+                tags += arriving[int(word[1:]) - 1]
             else:
                 tags += _literal_tag(word)
         allowed = {entry.args, ""} if entry.optional else {entry.args}
@@ -496,10 +499,13 @@ def test_every_message_a_patch_sends_is_accepted_by_the_real_server(name: str) -
             if address == "/rb/subscribe" and words:
                 continue  # would point the pushes at the player's port; covered by the type test
             args: list[Any] = []
-            for word in words:
-                if word == "$1":
-                    (tag,) = _source_type(boxes, lines, box_id)
-                    args.append(_value_for(tag, address))
+            for k, word in enumerate(words):
+                if re.fullmatch(r"\$\d", word):
+                    (arriving,) = _source_type(boxes, lines, box_id)
+                    # a point off the diagonal, so x and y cannot be swapped unseen
+                    args.append(_value_for(arriving[int(word[1:]) - 1], address) * (k + 1) / 2
+                                if address == "/rb/xy" else
+                                _value_for(arriving[int(word[1:]) - 1], address))
                 else:
                     args.append(int(word) if _literal_tag(word) == "i" else word)
             client.send_message(address, args)
@@ -511,6 +517,8 @@ def test_every_message_a_patch_sends_is_accepted_by_the_real_server(name: str) -
                 if got.address == "/rb/pong":
                     break
             entry = by_address(address)
+            if entry is not None and entry.params:  # a group address: /rb/xy x y
+                assert [hub.value(n) for n in entry.params] == pytest.approx(args), box["text"]
             if entry is not None and entry.param and args:
                 # it landed (checked at once: a later control may move it, as /rb/alpha puts
                 # the mix back on the A/B path and ``slots`` back to 2)
@@ -519,16 +527,84 @@ def test_every_message_a_patch_sends_is_accepted_by_the_real_server(name: str) -
 
 
 def test_the_pd_player_speaks_only_addresses_in_the_osc_table() -> None:
-    """What the Pd player sends (``oscformat rb X``) riffbridge accepts; what it routes after
-    ``route rb`` riffbridge pushes (or is a param it pushes to subscribers)."""
+    """What the Pd player sends (``oscformat rb X``: the subscription and the XY pad's
+    ``/rb/xy``) riffbridge accepts; what it routes after ``route rb`` riffbridge pushes (or is a
+    param it pushes to subscribers: the pad follows ``/rb/x`` and ``/rb/y``)."""
     from riffbridge.control.osc_spec import OSC_SPEC, by_address
 
     text = (PATCH_DIR / "riffbridge-player.pd").read_text()
     sent = re.findall(r"oscformat rb (\w+)", text)
-    assert sorted(sent) == ["subscribe", "unsubscribe"]
+    assert sorted(sent) == ["subscribe", "unsubscribe", "xy"]
     for word in sent:
         assert by_address(f"/rb/{word}") is not None
     pushed = {a.address for a in OSC_SPEC if a.kind in ("push", "param")}
     (routed,) = re.findall(r"obj \d+ \d+ route (clip .*?);", text)
     for word in routed.split():
         assert f"/rb/{word}" in pushed, f"the Pd player routes /rb/{word}, never pushed"
+
+
+@pytest.mark.parametrize("name", ["riffbridge-control.maxpat", "riffbridge.amxd"])
+def test_the_xy_pad_sends_one_xy_message_and_follows_riffbridges_x_and_y(name: str) -> None:
+    """The pad (a pictslider counting 0..1000 on each axis, y up): its outlets (x left, y
+    right) are scaled to 0..1 into one ``pack 0. 0.`` (y into the cold inlet, x into the hot
+    one), which alone feeds ``/rb/xy $1 $2`` -> udpsend. It is moved only by ``set`` (no
+    output, so no echo): per axis, riffbridge's ``/rb/x`` or ``/rb/y`` (in the device: from
+    the params' route behind the gate, and the Live dial) -> ``* 1000.`` -> ``i`` -> ``set $1``
+    into that axis's inlet."""
+    from riffbridge.daw.patches import PAD_STEPS
+
+    boxes, lines = _boxes(PATCHERS[name]), _lines(PATCHERS[name])
+    (pad,) = [i for i, b in boxes.items() if b["maxclass"] == "pictslider"]
+    box = boxes[pad]
+    assert (box["leftvalue"], box["rightvalue"]) == (0, PAD_STEPS)
+    assert (box["bottomvalue"], box["topvalue"]) == (0, PAD_STEPS)  # y up: slots 3, 4 on top
+
+    def fed(src: str, outlet: int | None = None) -> list[tuple[str, int]]:
+        return [(d, i) for s, o, d, i in lines if s == src and outlet in (None, o)]
+
+    packs = set()
+    for k in (0, 1):
+        ((scale, inlet),) = fed(pad, k)
+        assert inlet == 0
+        assert boxes[scale]["text"] == f"/ {PAD_STEPS}."
+        targets = fed(scale)
+        (to_pack,) = [(d, i) for d, i in targets if boxes[d].get("text") == "pack 0. 0."]
+        assert to_pack[1] == k, "x into the pack's hot (left) inlet, y into the cold one"
+        packs.add(to_pack[0])
+        others = [d for d, _ in targets if d != to_pack[0]]
+        if name.endswith(".amxd"):  # the pad drives the axis's Live dial, silently
+            (shown,) = others
+            assert boxes[shown]["text"] == "prepend set"
+            (dial, _), = fed(shown)
+            values = boxes[dial]["saved_attribute_attributes"]["valueof"]
+            assert boxes[dial]["maxclass"] == "live.dial"
+            assert values["parameter_longname"] == "xy"[k]
+        else:
+            assert not others
+    (both,) = packs
+    (send, _), = fed(both)
+    assert boxes[send]["text"] == "/rb/xy $1 $2"
+    assert [boxes[d]["text"] for d, _ in fed(send)] == ["udpsend 127.0.0.1 9000"]
+    assert _source_type(boxes, lines, send) == {"ff"}
+
+    # moved only by "set" (no output: riffbridge's echo of a drag is not sent back)
+    into_pad = [(s, i) for s, _, d, i in lines if d == pad]
+    assert sorted(i for _, i in into_pad) == [0, 1]
+    gate = next((i for i, b in boxes.items() if b.get("text") == "gate 1"), None)
+    for src, k in into_pad:
+        assert boxes[src]["maxclass"] == "message" and boxes[src]["text"] == "set $1"
+        (whole,) = [s for s, _, d, _ in lines if d == src]
+        assert boxes[whole]["text"] == "i"
+        (steps,) = [s for s, _, d, _ in lines if d == whole]
+        assert boxes[steps]["text"] == f"* {PAD_STEPS}."
+        sources = [(s, o) for s, o, d, _ in lines if d == steps]
+        routes = [(s, o) for s, o in sources if boxes[s].get("text", "").startswith("route ")]
+        (route, outlet), = routes
+        assert boxes[route]["text"].split()[1 + outlet] == f"/rb/{'xy'[k]}"
+        if gate is not None:  # the device: riffbridge's pushes reach the pad past the gate only
+            assert [s for s, _, d, _ in lines if d == route] == [gate]
+            (dial,) = [s for s, o in sources if (s, o) not in routes]
+            assert boxes[dial]["saved_attribute_attributes"]["valueof"][
+                "parameter_longname"] == "xy"[k]
+        else:
+            assert sources == routes

@@ -87,7 +87,9 @@ def write_wav24(path: Path, audio: np.ndarray) -> None:
 class PdPlayer:
     """``pd -nogui -nosound`` with the player and a small stopper patch that, on a UDP ``halt``,
     stops the player's transport (``rb-run 0``, what its run toggle sends) and on ``stop``
-    closes the recording and quits Pd (so the WAV header is written)."""
+    closes the recording and quits Pd (so the WAV header is written); ``x ...`` and ``y ...``
+    go to the XY pad's sliders (their receive names), as a hand on them would. The quantum the
+    player takes from riffbridge is printed (``rb-quantum: 0`` beat, 1 bar, 2 loop)."""
 
     def __init__(self, tmp: Path, engine_port: int, listen: int) -> None:
         self.record = tmp / "pd-record.wav"
@@ -96,10 +98,15 @@ class PdPlayer:
         stopper.write_text(
             "#N canvas 0 0 300 200 12;\n"
             f"#X obj 10 10 netreceive -u {self.control};\n"
-            "#X obj 10 40 route stop halt;\n"
+            "#X obj 10 40 route stop halt x y;\n"
             "#X msg 10 70 \\; rb-record-stop bang \\; pd quit;\n"
             "#X msg 150 70 \\; rb-run 0;\n"
-            "#X connect 0 0 1 0;\n#X connect 1 0 2 0;\n#X connect 1 1 3 0;\n")
+            "#X obj 10 100 s rb-pad-x-in;\n"
+            "#X obj 150 100 s rb-pad-y-in;\n"
+            "#X connect 0 0 1 0;\n#X connect 1 0 2 0;\n#X connect 1 1 3 0;\n"
+            "#X obj 300 10 r rb_q;\n"
+            "#X obj 300 40 print rb-quantum;\n"
+            "#X connect 1 2 4 0;\n#X connect 1 3 5 0;\n#X connect 6 0 7 0;\n")
         self.lines: list[str] = []
         self.proc = subprocess.Popen(
             [str(PD), "-nogui", "-nosound", "-stderr", "-r", str(RATE),
@@ -130,6 +137,12 @@ class PdPlayer:
     def halt(self) -> None:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.sendto(b"halt;\n", ("127.0.0.1", self.control))
+
+    def pad(self, axis: str, value: float | str) -> None:
+        """``value`` to the pad's ``axis`` slider: a float moves it (and it sends), ``bang``
+        makes it send where it is."""
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.sendto(f"{axis} {value};\n".encode(), ("127.0.0.1", self.control))
 
     def kill(self) -> None:
         if self.proc.poll() is None:
@@ -275,3 +288,120 @@ def test_the_pd_player_plays_what_the_engine_renders_sample_for_sample(tmp_path:
         assert run >= BAR, f"{path} equal for only {run} frames"
         starts.append(start)
     assert starts == sorted(starts), "the clips sound in the order they were sent"
+
+
+class FakeEngine:
+    """A UDP socket where riffbridge would listen: collects what the player sends."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = int(self.sock.getsockname()[1])
+
+    def collect(self, seconds: float, address: str | None = None,
+                count: int = 0) -> list[tuple[str, list[Any]]]:
+        """Messages for ``seconds``, or until ``count`` of ``address`` have come."""
+        got: list[tuple[str, list[Any]]] = []
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                messages, _ = decode(self.sock.recv(65536))
+            except TimeoutError:
+                continue
+            got.extend((m.address, list(m.params)) for m in messages)
+            if count and sum(a == address for a, _ in got) >= count:
+                break
+        return got
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def xy_of(messages: list[tuple[str, list[Any]]]) -> list[list[Any]]:
+    return [params for address, params in messages if address == "/rb/xy"]
+
+
+def test_the_pd_pad_sends_xy_with_both_values_and_follows_riffbridges_x_and_y(
+        tmp_path: Path) -> None:
+    """Moving either slider of the pad sends one ``/rb/xy x y`` (floats) with both values;
+    riffbridge's ``/rb/x`` and ``/rb/y`` move both sliders and the other axis's value without
+    sending anything back, and the next move carries them."""
+    engine, listen = FakeEngine(), free_udp_port()
+    pd = PdPlayer(tmp_path, engine.port, listen)
+    try:
+        first = engine.collect(10.0, "/rb/subscribe", 1)
+        assert ("/rb/subscribe", [listen]) in first, first  # Pd is up and speaking
+        assert not xy_of(first), "the pad sends nothing at load"
+
+        pd.pad("x", 0.25)
+        (moved,) = xy_of(engine.collect(5.0, "/rb/xy", 1))
+        assert moved == pytest.approx([0.25, 0.0])
+        pd.pad("y", 0.75)
+        (moved,) = xy_of(engine.collect(5.0, "/rb/xy", 1))
+        assert moved == pytest.approx([0.25, 0.75])
+
+        # riffbridge's pushes (another controller moved the point): no echo
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+            tx.sendto(encode("/rb/x", (0.8,)), ("127.0.0.1", listen))
+            tx.sendto(encode("/rb/y", (0.1,)), ("127.0.0.1", listen))
+        assert not xy_of(engine.collect(1.0)), "a push must not be sent back"
+
+        # the sliders moved: each, asked where it is, sends the pushed point
+        pd.pad("x", "bang")
+        (where,) = xy_of(engine.collect(5.0, "/rb/xy", 1))
+        assert where == pytest.approx([0.8, 0.1], abs=1e-3)
+        pd.pad("y", "bang")
+        (where,) = xy_of(engine.collect(5.0, "/rb/xy", 1))
+        assert where == pytest.approx([0.8, 0.1], abs=1e-3)
+        # and a move of one axis carries the other's pushed value
+        pd.pad("x", 0.5)
+        (moved,) = xy_of(engine.collect(5.0, "/rb/xy", 1))
+        assert moved == pytest.approx([0.5, 0.1], abs=1e-6)
+        pd.stop()
+    finally:
+        pd.kill()
+        engine.close()
+    log = "\n".join(pd.lines)
+    assert "error" not in log.lower(), log
+
+
+def test_the_pd_pad_moves_the_real_servers_point(tmp_path: Path) -> None:
+    """The pad against a real ``OscServer``: its ``/rb/xy`` is accepted, sets x and y and puts
+    the mix on the XY surface; the player takes riffbridge's pushes without an error in Pd's
+    window (the quantum, a string, reaches its ``sel``)."""
+    from riffbridge.control.hub import Hub
+    from riffbridge.control.osc_server import OscServer
+
+    hub = Hub()
+    listen = free_udp_port()
+    with OscServer(hub, host="127.0.0.1", port=0, reply_port=free_udp_port()) as srv:
+        pd = PdPlayer(tmp_path, srv.address[1], listen)
+        try:
+            def settled(x: float, y: float) -> bool:
+                deadline = time.monotonic() + 10
+                while time.monotonic() < deadline:
+                    if (hub.value("x"), hub.value("y")) == pytest.approx((x, y)):
+                        return True
+                    time.sleep(0.05)
+                return False
+
+            time.sleep(1.0)  # Pd loads and subscribes (it gets the state: x, y = 0, 0)
+            pd.pad("x", 0.3)
+            assert settled(0.3, 0.0), (hub.value("x"), hub.value("y"))
+            pd.pad("y", 0.6)
+            assert settled(0.3, 0.6), (hub.value("x"), hub.value("y"))
+            assert hub.value("mix") == "xy"
+            # and the quantum riffbridge pushes reaches the player's switching (a symbol)
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+                tx.sendto(encode("/rb/quantum", ("beat",)), srv.address)
+            deadline = time.monotonic() + 5
+            while "rb-quantum: 0" not in pd.lines and time.monotonic() < deadline:
+                time.sleep(0.05)
+            pd.stop()
+        finally:
+            pd.kill()
+    log = "\n".join(pd.lines)
+    assert "error" not in log.lower(), log
+    assert "rb-quantum: 1" in pd.lines, log  # the state a new subscriber gets: bar
+    assert "rb-quantum: 0" in pd.lines, log  # then beat

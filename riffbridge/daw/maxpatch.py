@@ -101,6 +101,18 @@ def _divide(args: list[str]) -> BoxIO:
     return BoxIO(2, 1, ("float",) if args and "." in args[0] else ("int",))
 
 
+def _multiply(args: list[str]) -> BoxIO:
+    # maxpat: "* 1000." -> 2 in, ["float"] (Max-saved patches, also "* -1."); ref (*): an int
+    # argument (or none) makes int output.
+    return BoxIO(2, 1, ("float",) if args and "." in args[0] else ("int",))
+
+
+def _pack(args: list[str]) -> BoxIO:
+    # maxpat: "pack 0. 0." -> 2 in, 1 out [""]; "pack i i" -> 2 in, [""]: one inlet per
+    # argument (two without arguments), one list outlet.
+    return BoxIO(max(len(args), 2), 1, ("",))
+
+
 # Object boxes (maxclass "newobj"), by the first word of their text.
 NEWOBJ: dict[str, Callable[[list[str]], BoxIO]] = {
     "udpsend": _fixed(1, ()),  # maxpat: "udpsend 127.0.0.1 7000" -> 1 in, 0 out
@@ -121,6 +133,8 @@ NEWOBJ: dict[str, Callable[[list[str]], BoxIO]] = {
     "gate": _gate,
     "i": _fixed(2, ("int",)),  # ref (int): bang/int left, cold right inlet; one int outlet
     "/": _divide,
+    "*": _multiply,
+    "pack": _pack,
     # maxpat: "buffer~ name 2000" -> 1 in, 2 out; the right outlet bangs when a read finishes.
     "buffer~": _fixed(1, ("float", "bang")),
     "groove~": _groove,
@@ -152,6 +166,11 @@ UI: dict[str, BoxIO] = {
     "flonum": BoxIO(1, 2, ("", "bang")),  # maxpat (Max 8+): flonum -> ["", "bang"]
     "number": BoxIO(1, 2, ("", "bang")),  # maxpat (Max 8+): number -> ["", "bang"]
     "toggle": BoxIO(1, 1, ("int",)),  # maxpat: toggle -> 1 in, ["int"]
+    # maxpat (Max 6-8, also pictslider.maxhelp): pictslider -> 2 in, ["int", "int"]: the
+    # horizontal value out of the left outlet, the vertical out of the right; its range is
+    # leftvalue/rightvalue and bottomvalue/topvalue. help: "set" (left inlet: one or both
+    # values, right inlet: the vertical) moves the knob without output.
+    "pictslider": BoxIO(2, 2, ("int", "int")),
     "live.dial": BoxIO(1, 2, ("", "float")),  # maxpat: live.dial -> 1 in, ["", "float"]
     # Test.amxd (Ableton/maxdevtools, Max 8): live.numbox -> 1 in, ["", "float"]; live.menu ->
     # 1 in, ["", "", "float"]; live.text -> 1 in, ["", ""].

@@ -177,6 +177,64 @@ def _control(p: Patcher, ports: _Ports, x: float,
         present.extend([(lab, 230.0, 90.0 + 22 * i), (shown, 300.0, 90.0 + 22 * i)])
         y += 60
 
+    # The XY surface: the pad sends /rb/xy and follows riffbridge's x and y (whoever moved them).
+    follow = p.obj(f"route {_address(P.BY_NAME['x'])} {_address(P.BY_NAME['y'])}",
+                   (x + 680, 100.0))
+    p.connect(ports.receive, 0, follow)
+    p.comment(PAD_LABEL, (x + 680, 130.0), width=300.0)
+    _xy_pad(p, ports, (x + 680, 160.0), {"x": [(follow, 0)], "y": [(follow, 1)]})
+
+
+PAD_STEPS = 1000  # the XY pad counts 0 .. PAD_STEPS on each axis (a pictslider sends ints)
+PAD_SIZE = 140.0
+PAD_LABEL = "XY: slot 1 bottom left, 2 bottom right, 3 top left, 4 top right"
+
+
+def _xy_range() -> None:
+    entry = by_address("/rb/xy")
+    if entry is None or entry.params != ("x", "y") or (entry.minimum, entry.maximum) != (0, 1):
+        raise ConfigError("the XY pad sends /rb/xy x y, each 0..1; the OSC table says otherwise")
+
+
+def _xy_pad(p: Patcher, ports: _Ports, xy: tuple[float, float],
+            follow: dict[str, list[tuple[str, int]]],
+            drive: dict[str, str] | None = None) -> str:
+    """The XY surface's pad (a pictslider, 0 .. PAD_STEPS on each axis, y up): a drag sends
+    ``/rb/xy x y`` once per move (Max fires a pictslider's outlets right to left: y reaches the
+    pack's cold inlet first, x its hot one); each (box, outlet) in ``follow[axis]`` (a float
+    0..1: riffbridge's push, a dial) moves the pad without output (``set``). ``drive[axis]``
+    (the device's x and y dials) take the pad's values with ``set``: the dial and its Live
+    parameter show the point, and the pad's own /rb/xy is the one message sent. Returns the
+    pad."""
+    _xy_range()
+    x, y = xy
+    pad = p.add("pictslider", (x, y), width=PAD_SIZE, height=PAD_SIZE, parameter_enable=0,
+                leftvalue=0, rightvalue=PAD_STEPS, bottomvalue=0, topvalue=PAD_STEPS)
+    both = p.obj("pack 0. 0.", (x, y + PAD_SIZE + 70))
+    send = p.msg(f"{_incoming('/rb/xy')} $1 $2", (x, y + PAD_SIZE + 100))
+    p.connect(both, 0, send)
+    p.connect(send, 0, ports.send)
+    for k, axis in enumerate(("x", "y")):
+        ax = x + 80.0 * k
+        scale = p.obj(f"/ {_max_float(PAD_STEPS)}", (ax, y + PAD_SIZE + 40))
+        p.connect(pad, k, scale)
+        p.connect(scale, 0, both, k)
+        if drive and axis in drive:
+            shown = p.obj("prepend set", (ax + 200, y + PAD_SIZE + 70))
+            p.connect(scale, 0, shown)
+            p.connect(shown, 0, drive[axis])
+        # riffbridge's value (or the dial's) -> the pad's steps, whole -> "set" in the axis's
+        # inlet: the knob moves, nothing is sent
+        steps = p.obj(f"* {_max_float(PAD_STEPS)}", (x + PAD_SIZE + 20, y + 30.0 * k))
+        whole = p.obj("i", (x + PAD_SIZE + 90, y + 30.0 * k))
+        place = p.msg("set $1", (x + PAD_SIZE + 130, y + 30.0 * k))
+        for box, outlet in follow.get(axis, []):
+            p.connect(box, outlet, steps)
+        p.connect(steps, 0, whole)
+        p.connect(whole, 0, place)
+        p.connect(place, 0, pad, k)
+    return pad
+
 
 JS = "riffbridge-player.js"  # max_patches/riffbridge-player.js: the switching logic
 KEEPALIVE_MS = 2000  # re-subscribe this often: a riffbridge started later or restarted finds us
@@ -352,6 +410,8 @@ COMMAND_NAMES = {"/rb/cue/commit": "cue commit"}  # else the address's last part
 # The cue bus's candidate (issue 16): a dial that auditions its alpha on riffbridge's cue
 # outputs; "cue commit" makes it the next loop on the quantum.
 CUE_DIAL = "/rb/cue/alpha"
+PAD_X = 830.0  # the XY pad's place in the device view, right of the rest
+DEVICE_WIDTH = PAD_X + PAD_SIZE + 10.0
 
 
 def command_name(address: str) -> str:
@@ -476,6 +536,7 @@ def _device_controls(p: Patcher, ports: _Ports, x: float,
     outlet_of = {address: k for k, address in enumerate(routed)}
     main_of = {address: k for k, address in enumerate(always)}
     ids: list[str] = []
+    control_of: dict[str, str] = {}
     y = 60.0
     px, py = 5.0, 5.0
     for param in params:
@@ -505,9 +566,19 @@ def _device_controls(p: Patcher, ports: _Ports, x: float,
             y += 60
         present.append((lab, px, py - 2))
         ids.append(source)
+        control_of[param.name] = source
         px += 90.0
         if px > 700.0:
             px, py = 5.0, py + 60.0
+    # The XY pad drives the x and y dials (Live parameters: automation, Push and the set's
+    # values act on them) and follows them, and riffbridge's pushes behind the gate.
+    if "x" in control_of and "y" in control_of:
+        follow = {axis: [(control_of[axis], 0), (route, outlet_of[_address(P.BY_NAME[axis])])]
+                  for axis in ("x", "y")}
+        lab = p.comment("XY: slots 1 2 bottom, 3 4 top", (x + 700, 40.0), width=PAD_SIZE)
+        pad = _xy_pad(p, ports, (x + 700, 80.0), follow,
+                      drive={axis: control_of[axis] for axis in ("x", "y")})
+        present.extend([(lab, PAD_X, 2.0), (pad, PAD_X, 24.0)])
     # At load, each control sends the value saved with the set (a pattr sends its own).
     for box_id in [i for i in ids if not p.boxes[int(i.split("-")[1]) - 1]["box"]
                    .get("text", "").startswith("pattr")]:
@@ -576,7 +647,7 @@ def device_patch() -> dict[str, Any]:
     transport, Live's tempo to /rb/bpm, host and ports, a connection light, errors and the
     sounding clip shown, output gain and meter (live.gain~)."""
     present: list[tuple[str, float, float]] = []
-    p = Patcher(openinpresentation=1, devicewidth=820.0)
+    p = Patcher(openinpresentation=1, devicewidth=DEVICE_WIDTH)
     start = p.obj("live.thisdevice", (20.0, 20.0))
     send = p.obj(f"udpsend {HOST} {OSC_PORT}", (600.0, 20.0))
     receive = p.obj(f"udpreceive {REPLY_PORT}", (600.0, 60.0))
@@ -676,7 +747,7 @@ def device_patch() -> dict[str, Any]:
     _present(p, present)
     doc = p.to_dict()
     patcher = doc["patcher"]
-    patcher["openrect"] = [0.0, 0.0, 820.0, 169.0]
+    patcher["openrect"] = [0.0, 0.0, DEVICE_WIDTH, 169.0]
     patcher["parameters"] = _parameters(p, ids)
     patcher.update(latency=0, is_mpe=0, minimum_live_version="", minimum_max_version="",
                    platform_compatibility=0, autosave=0,
@@ -732,6 +803,8 @@ def device_controls_table() -> str:
         rows.append(f"| {name} | {name} / {name} | live.text (button) | - | `{address}` |")
     rows.append(f"| cue alpha | cue alpha / cue alpha | live.dial | 0 .. 1 | `{CUE_DIAL}` "
                 f"(auditions on riffbridge's cue outputs) |")
+    rows.append("| XY pad | none: it sets the x and y parameters above, and follows them | "
+                "pictslider, y up | 0 .. 1 each | `/rb/xy` (one message per move) |")
     rows.append("| reconnect | reconnect / reconnect | live.text (button) | - | "
                 "`/rb/unsubscribe`, `/rb/subscribe` |")
     rows.append(f"| osc host | osc host / osc host | text field, stored in a pattr | "

@@ -19,8 +19,16 @@ isfile``; Debian ``puredata-core``), with no externals:
   beat 0;
 - records what it plays with ``writesf~`` (``rb-record FILE`` / ``rb-record-stop``).
 
+- has the XY surface's pad. Pd vanilla has no 2D slider, so the pad is a square ``cnv`` with
+  an ``hsl`` (x) along its bottom edge and a ``vsl`` (y, up) along its left edge: moving either
+  sends ``/rb/xy x y`` with both values; riffbridge's ``/rb/x`` and ``/rb/y`` (whoever moved
+  them: a subscriber gets them at once and on each change) move the sliders with ``set``, so
+  nothing is sent back.
+
 Pd messages it takes on its receive names (``pd -send "rb-connect 127.0.0.1 9000 9002"``):
-``rb-connect HOST PORT LISTEN``, ``rb-run 0|1``, ``rb-record FILE``, ``rb-record-stop``.
+``rb-connect HOST PORT LISTEN``, ``rb-run 0|1``, ``rb-record FILE``, ``rb-record-stop``; the
+pad's sliders take a float (moves it and sends, as a drag does), ``set F`` (moves it only) or
+``bang`` (sends where it is) on ``rb-pad-x-in`` and ``rb-pad-y-in``.
 """
 
 from __future__ import annotations
@@ -71,6 +79,10 @@ class PdPatch:
         px, py = self._xy(x)
         return self._add(name, line_text.format(x=px, y=py))
 
+    def place(self, name: str, line: str) -> str:
+        """A box at the place its line gives (a GUI laid out by hand, the XY pad)."""
+        return self._add(name, line)
+
     def chain(self, *names: str) -> None:
         for a, b in itertools.pairwise(names):
             self.wire(a, 0, b, 0)
@@ -79,7 +91,7 @@ class PdPatch:
         self.wires.append((src, outlet, dst, inlet))
 
     def render(self) -> str:
-        out = ["#N canvas 40 40 900 700 12;"]
+        out = ["#N canvas 40 40 960 700 12;"]
         out.extend(self.lines)
         out.extend(f"#X connect {self.index[a]} {o} {self.index[b]} {i};"
                    for a, o, b, i in self.wires)
@@ -170,7 +182,7 @@ def player_pd() -> str:
     p.wire("recv", 0, "parse")
     p.obj("parse_t", "list trim")
     p.obj("route_rb", "route rb")
-    p.obj("route", "route clip error quantum beats xfade pong")
+    p.obj("route", "route clip error quantum beats xfade pong x y")
     p.chain("parse", "parse_t", "route_rb", "route")
     p.obj("s_clip", "s rb-clip")
     p.wire("route", 0, "s_clip")
@@ -178,8 +190,12 @@ def player_pd() -> str:
     p.wire("route", 1, "err_in")
     p.obj("err_s", "s rb-error-in")
     p.wire("err_in", 0, "err_s")
+    # route hands on the quantum ("bar") as a selector: make it "symbol bar" for sel
+    p.obj("q_sym", "list prepend symbol")
+    p.obj("q_trim", "list trim")
     p.obj("q_sel", "sel beat bar loop")
-    p.wire("route", 2, "q_sel")
+    p.wire("route", 2, "q_sym")
+    p.chain("q_sym", "q_trim", "q_sel")
     for k in range(3):
         p.msg(f"q{k}", f"\\; rb_q {k}")
         p.wire("q_sel", k, f"q{k}")
@@ -496,4 +512,44 @@ def player_pd() -> str:
     p.obj("record_stop", "r rb-record-stop", 700)
     p.msg("record_stop_m", "stop", 700)
     p.chain("record_stop", "record_stop_m", "rec")
+    _xy_pad(p)
     return p.render()
+
+
+PAD = (760, 70, 150)  # the XY pad: left, top, side (pixels)
+
+
+def _xy_pad(p: PdPatch) -> None:
+    """The XY surface's pad: a square canvas, x on an ``hsl`` below it, y on a ``vsl`` left of
+    it (0..1, y up: slots 1 and 2 along the bottom, 3 and 4 along the top). A moved slider
+    sends ``/rb/xy x y`` (the other axis from its store); riffbridge's x and y (route outlets
+    6 and 7) fill the stores and move the sliders with ``set`` (no output)."""
+    left, top, side = PAD
+    p.lines.append(f"#X text {left - 20} {top - 50} XY surface: slot 1 bottom left \\, 2 "
+                   "bottom right \\, 3 top left \\, 4 top right;")
+    p.place("pad_area", f"#X obj {left} {top} cnv 15 {side} {side} empty empty XY 6 12 0 12 "
+            "#e8e8e8 #404040 0;")
+    p.place("pad_y", f"#X obj {left - 20} {top} vsl 15 {side} 0 1 0 0 rb-pad-y rb-pad-y-in y "
+            "0 -9 0 10 #fcfcfc #000000 #000000 0 0;")
+    p.place("pad_x", f"#X obj {left} {top + side + 5} hsl {side} 15 0 1 0 0 rb-pad-x "
+            "rb-pad-x-in x -12 8 0 10 #fcfcfc #000000 #000000 0 0;")
+    p.obj("pad_go", "t b b", 760)  # a slider moved: y (right outlet first), then x (hot)
+    p.obj("pad_pack", "pack f f", 760)
+    p.obj("pad_fmt", "oscformat rb xy", 760)
+    p.wire("pad_pack", 0, "pad_fmt")
+    p.wire("pad_fmt", 0, "send_l")  # -> list prepend send -> list trim -> netsend
+    for k, axis in enumerate("xy"):
+        p.obj(f"pad_{axis}_r", f"r rb-pad-{axis}", 760)
+        p.obj(f"pad_{axis}_t", "t b f", 760)
+        p.obj(f"pad_{axis}_v", "f", 760)  # the axis's value: moved here or by riffbridge
+        p.wire(f"pad_{axis}_r", 0, f"pad_{axis}_t")
+        p.wire(f"pad_{axis}_t", 1, f"pad_{axis}_v", 1)
+        p.wire(f"pad_{axis}_t", 0, "pad_go")
+        p.wire("pad_go", k, f"pad_{axis}_v")
+        p.wire(f"pad_{axis}_v", 0, "pad_pack", k)
+        # riffbridge's /rb/x or /rb/y: stored, and shown on the slider without output
+        p.obj(f"pad_{axis}_in", "t f f", 760)
+        p.wire("route", 6 + k, f"pad_{axis}_in")
+        p.wire(f"pad_{axis}_in", 1, f"pad_{axis}_v", 1)
+        p.msg(f"pad_{axis}_show", f"\\; rb-pad-{axis}-in set \\$1", 760)
+        p.wire(f"pad_{axis}_in", 0, f"pad_{axis}_show")
