@@ -156,6 +156,21 @@ def _page_open(hub: Hub, engine: Engine, events: EventLog, on: bool) -> Iterator
         assert fetched > 60, f"only {fetched} fetches while the engine played"
 
 
+def test_the_stream_says_how_the_os_schedules_its_callback_thread():
+    """``scheduling()`` reads the callback thread's policy; the kernel's own account of that
+    thread (/proc/self/task/TID/stat, field 41: 0 normal, 1 FIFO, 2 RR) must agree. JACK gives
+    its clients a real-time thread when it runs with -R, and serve prints which it got."""
+    player = Player()
+    with DeviceStream(jack_device(), RATE, player.fill, blocksize=1024) as stream:
+        wait_for(lambda: stream.thread_id, 10, "the first callback")
+        said = stream.scheduling()
+        stat = open(f"/proc/self/task/{stream.thread_id}/stat").read()
+    policy = int(stat.rsplit(")", 1)[1].split()[38])  # fields after "(comm)" start at 3
+    assert said == ("not real-time" if policy == 0 else
+                    f"real-time ({'FIFO' if policy == 1 else 'RR'} "
+                    f"{int(stat.rsplit(')', 1)[1].split()[37])})"), (said, policy)
+
+
 @pytest.mark.parametrize("page", [
     False, pytest.param(True, marks=[pytest.mark.skipif(
         importlib.util.find_spec("playwright") is None or not shutil.which("chromium"),

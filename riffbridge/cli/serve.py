@@ -353,9 +353,15 @@ def _open_page(conf: ServeConfig, hub: Hub, engine: Engine, feedback: Any,
 def _print_block(conf: ServeConfig, ready: Any, stream: Any, rate: int, osc: Any,
                  folder: OutputFolder | None, midi: str, link: str, page: str = "off") -> None:
     host, port = osc.address
+    scheduling = stream.scheduling() if hasattr(stream, "scheduling") else ""
+    if scheduling == "not real-time":
+        log.warning("the audio thread is not real-time: on a busy machine it will underrun; "
+                    "start JACK with -R (realtime), or give this user real-time priority "
+                    "(the audio group's rtprio)")
     lines = [
         f"  model    {conf.model} on {ready.device if ready else conf.device}",
-        f"  audio    {stream.name} at {rate} Hz, block {conf.blocksize}",
+        f"  audio    {stream.name} at {rate} Hz, block {conf.blocksize}"
+        + (f", thread {scheduling}" if scheduling not in ("", "unknown") else ""),
         f"  osc      listening on {host}:{port}, replies to port {conf.reply_port}",
         f"  midi     {midi}",
         f"  link     {link}",

@@ -9,6 +9,7 @@ the same clock (bar grid, auto walk) while only files are written.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 import time
@@ -37,9 +38,30 @@ class DeviceStream:
         self._fill = fill
         self._stream: Any = None
         self.name = ""
+        self.thread_id = 0  # the callback thread's OS id, once it has run
 
     def _callback(self, outdata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
+        if not self.thread_id:
+            self.thread_id = threading.get_native_id()
         self._fill(outdata, time.monotonic(), bool(status.output_underflow))
+
+    def scheduling(self) -> str:
+        """How the OS schedules the callback's thread: "real-time (FIFO 65)", "not real-time",
+        or "unknown" (no callback yet, or no way to ask). A thread that is not real-time waits
+        behind every busy process of the machine: JACK without ``-R`` gives its clients such
+        threads, and on a loaded machine they underrun (docs/benchmarks.md, issue 17)."""
+        tid = self.thread_id
+        if not tid or not hasattr(os, "sched_getscheduler"):
+            return "unknown"
+        try:
+            policy = os.sched_getscheduler(tid)
+            priority = os.sched_getparam(tid).sched_priority
+        except OSError:  # the thread is gone, or the OS will not say
+            return "unknown"
+        names = {getattr(os, "SCHED_FIFO", -1): "FIFO", getattr(os, "SCHED_RR", -1): "RR"}
+        if policy in names:
+            return f"real-time ({names[policy]} {priority})"
+        return "not real-time"
 
     def start(self) -> DeviceStream:
         # The callback needs the GIL every few milliseconds; Python's default switch interval
