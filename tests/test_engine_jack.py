@@ -164,7 +164,8 @@ def test_the_stream_says_how_the_os_schedules_its_callback_thread():
     with DeviceStream(jack_device(), RATE, player.fill, blocksize=1024) as stream:
         wait_for(lambda: stream.thread_id, 10, "the first callback")
         said = stream.scheduling()
-        stat = open(f"/proc/self/task/{stream.thread_id}/stat").read()
+        with open(f"/proc/self/task/{stream.thread_id}/stat") as f:
+            stat = f.read()
     policy = int(stat.rsplit(")", 1)[1].split()[38])  # fields after "(comm)" start at 3
     assert said == ("not real-time" if policy == 0 else
                     f"real-time ({'FIFO' if policy == 1 else 'RR'} "

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from engine_helpers import wait_for
 from pythonosc.udp_client import SimpleUDPClient
 from test_control_osc import Listener
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -23,6 +24,7 @@ from websockets.sync.client import ClientConnection, connect
 from riffbridge.control.feedback import Feedback, to_osc
 from riffbridge.control.hub import Hub
 from riffbridge.control.osc_server import OscServer
+from riffbridge.control.presets import PresetStore
 from riffbridge.control.routes import Do, route
 from riffbridge.errors import ConfigError, ControlError
 from riffbridge.events import ClipCued, EngineError, Event, LoopReady, Progress, Switched
@@ -255,6 +257,32 @@ def test_bad_input_on_the_socket_is_answered_and_harms_nothing(hub: Hub, page: P
     assert page.state(lambda s: s["alpha"] == 0.5)
     page.send("/rb/alpha")  # a query is answered
     assert page.wait(lambda m: m["type"] == "value")["value"] == 0.5
+
+
+def test_a_preset_saved_from_the_page_is_written_off_the_event_loop(tmp_path: Any) -> None:
+    """The file is written on a thread (the loop that sends frames never waits on the disk);
+    the save is complete and readable, and the page is told of a bad name like OSC is."""
+    hub = Hub(EngineState(alpha=0.25), presets=PresetStore(tmp_path / "presets.toml"))
+    writers: list[str] = []
+    save = hub.presets.save if hub.presets is not None else None
+
+    def spy(name: str, state: EngineState) -> None:
+        writers.append(threading.current_thread().name)
+        assert save is not None
+        save(name, state)
+
+    assert hub.presets is not None
+    hub.presets.save = spy  # type: ignore[method-assign]
+    with WebServer(hub, port=0) as web:
+        page = Page(web)
+        page.wait(lambda m: m["type"] == "hello")
+        page.send("/rb/preset/save", "verse")
+        wait_for(lambda: writers, 5, "the save")
+        page.send("/rb/preset/save", "bad\x7fname")
+        assert "control character" in page.error()
+        page.close()
+    assert writers == [writers[0]] and writers[0] != "riffbridge-web"  # not the page's loop
+    assert PresetStore(tmp_path / "presets.toml").names() == ["verse"]
 
 
 def test_a_flood_of_ten_thousand_messages_is_limited_and_closed(

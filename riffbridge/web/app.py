@@ -32,6 +32,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from riffbridge.control.routes import Do, PingRequest, Query, StatusRequest, Subscribe, Unsubscribe
 from riffbridge.errors import ControlError
+from riffbridge.state import SavePreset
 from riffbridge.web import protocol
 from riffbridge.web.face import Client, Face
 
@@ -159,7 +160,7 @@ def build_app(face: Face, guard: Guard) -> Starlette:
                         await ws.close(code=1008, reason="too many messages")
                         break
                     continue
-                answer = _handle(hub, message.get("text", message.get("bytes")))
+                answer = await _handle(hub, message.get("text", message.get("bytes")))
                 if answer is not None:
                     client.events.append(protocol.dumps(answer))
                     client.ready.set()
@@ -195,12 +196,16 @@ async def _send(ws: WebSocket, client: Client) -> None:
             await ws.send_text(text)
 
 
-def _handle(hub: Any, data: Any) -> dict[str, Any] | None:
-    """Apply one message from a page; the answer for that page (an error, a value), or None."""
+async def _handle(hub: Any, data: Any) -> dict[str, Any] | None:
+    """Apply one message from a page; the answer for that page (an error, a value), or None.
+    A preset save writes a file: that happens on a thread, off the loop that sends frames."""
     try:
         r = protocol.parse(data)
         if isinstance(r, Do):
-            hub.submit(r.command, source="web")
+            if isinstance(r.command, SavePreset):
+                await asyncio.to_thread(hub.submit, r.command, "web")
+            else:
+                hub.submit(r.command, source="web")
             return None
         if isinstance(r, Query):
             return {"type": "value", "address": r.address, "value": hub.value(r.param)}
