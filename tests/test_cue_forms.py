@@ -29,6 +29,7 @@ from riffbridge.events import CuePlaying, Request
 from riffbridge.outputs.audio_stream import PacedStream
 from riffbridge.state import (
     Command,
+    CueAlpha,
     CueCommit,
     CueWeights,
     CueXY,
@@ -37,6 +38,7 @@ from riffbridge.state import (
     SetParam,
     apply,
 )
+from riffbridge.web import protocol
 
 RATE = 44100
 
@@ -127,6 +129,9 @@ def test_a_weights_candidate_renders_first_and_plays_only_its_exact_mix() -> Non
     news = core.cue_news(audition)
     assert news == CuePlaying(0.0, "mix 0.5/0.25/0.25", "weights", weights=(0.5, 0.25, 0.25))
     assert to_osc(news) == ("/rb/cue/playing/weights", (0.5, 0.25, 0.25))
+    assert protocol.event_message(news) == {
+        "type": "event", "kind": "cue", "mix": "weights", "alpha": 0.0, "point": None,
+        "weights": [0.5, 0.25, 0.25], "label": "mix 0.5/0.25/0.25"}
     assert core.playback(cached.__contains__, 400, 1) is None  # the master plays on
     core.on_change(_change(core, CueCommit()), 500)
     request = core.commit()
@@ -143,7 +148,6 @@ def test_a_new_candidate_replaces_the_last_whatever_its_form() -> None:
     core.on_change(_change(core, CueCommit()), 0)
     assert core.commit() == Request(SetMany((("slots", 2), ("weight_1", 1.0),
                                              ("weight_2", 1.0))))
-    from riffbridge.state import CueAlpha
     core.on_change(_change(core, CueXY(0.5, 0.5)), 0)
     core.on_change(_change(core, CueAlpha(0.25)), 0)
     core.on_change(_change(core, CueCommit()), 0)

@@ -97,7 +97,8 @@ OSC_SPEC: tuple[OscAddress, ...] = (
     OscAddress("/rb/record/stop", "", "command", "end the recording (the files stay whole)"),
     OscAddress("/rb/cue/alpha", "f", "command",
                "audition this alpha on the cue bus (--cue-out / --cue-channels), in time with "
-               "the master, without changing what sounds", minimum=0.0, maximum=1.0),
+               "the master, without changing what sounds; whatever the master's mix, commit "
+               "moves it there as /rb/alpha would", minimum=0.0, maximum=1.0),
     OscAddress("/rb/cue/xy", "ff", "command",
                "audition this point (x, y) of the XY surface on the cue bus, in time with the "
                "master, without changing what sounds (a blend of rendered lattice neighbours "
