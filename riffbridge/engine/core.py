@@ -200,6 +200,7 @@ class EngineCore:
         # that command gives now (followed as the master's state changes)
         self._cue_command: SetParam | SetMany | None = None
         self._cue_state: EngineState | None = None
+        self._cue_key: LoopKey | None = None  # its exact point (looked up every turn)
         self._cue_sound: _Sound | None = None  # what the cue bus plays
         self._commit = False
 
@@ -258,6 +259,8 @@ class EngineCore:
         if isinstance(change.command, CueCommit):
             self._commit = True
         self._cue_state = self._candidate_state()
+        self._cue_key = None if self._cue_state is None else key_for(self._cue_state, None,
+                                                                     self.alpha_grid)
         if "bpm" in change.changed and state.clock != "internal":
             # An external clock sets the grid now; the loop playing keeps its own length until
             # the loop at the new tempo lands (the internal clock moves the grid with that loop).
@@ -404,9 +407,7 @@ class EngineCore:
 
     def cue_key(self) -> LoopKey | None:
         """The exact point of the candidate on the cue bus, or None."""
-        if self._cue_state is None:
-            return None
-        return key_for(self._cue_state, None, self.alpha_grid)
+        return self._cue_key
 
     def cue_playback(self, is_cached: IsCached, frame: int) -> CueDecision | None:
         """What the cue bus should play from the next block, when that changes (``choice``
@@ -452,7 +453,8 @@ class EngineCore:
         if not self._commit:
             return None
         self._commit = False
-        command, self._cue_command, self._cue_state = self._cue_command, None, None
+        command, self._cue_command = self._cue_command, None
+        self._cue_state = self._cue_key = None
         if command is None:
             return EngineError("engine", "/rb/cue/commit: nothing is on the cue bus; send "
                                "/rb/cue/alpha first (or /rb/cue/xy, /rb/cue/weights)")
