@@ -85,7 +85,8 @@ def test_cue_bus_on_its_own_ports_master_unchanged_until_commit_on_the_bar(case:
                 for src, dst in zip(master_ports + cue_ports, recorder.ports, strict=True):
                     recorder.client.connect(src, dst)
                 engine.start()
-                wait_for(lambda: player.applied_token >= 1, 90, "the first loop")
+                # the engine notes a switch on its next turn after the callback applied it
+                wait_for(lambda: engine.sounded, 90, "the first loop")
                 _, first_at, master = engine.sounded[0]
                 assert master is not None
                 underruns = player.underruns + player.cue_underruns
