@@ -46,10 +46,15 @@ class Switched:
 
 @dataclass(frozen=True)
 class CuePlaying:
-    """The cue bus plays a new candidate (``/rb/cue/alpha``): the alpha it stands for."""
+    """The cue bus plays a new candidate (``/rb/cue/alpha``, ``/rb/cue/xy``, ``/rb/cue/weights``):
+    what it stands for, in the candidate's own form (``mix``): the alpha on the A/B path (a
+    blend's in-between), the XY point on the surface, or the slots' normalised weights."""
 
     alpha: float
     label: str
+    mix: str = "ab"  # "ab", "xy" or "weights": which of the fields below say what plays
+    point: tuple[float, float] | None = None  # mix "xy": the point (a blend's in-between)
+    weights: tuple[float, ...] = ()  # mix "weights": slot 1 first, normalised
 
 
 @dataclass(frozen=True)

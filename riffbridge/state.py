@@ -20,6 +20,10 @@ __all__ = [
     "ClockTempo",
     "Command",
     "ControlError",
+    "CueAlpha",
+    "CueCommit",
+    "CueWeights",
+    "CueXY",
     "EngineState",
     "MidiLearn",
     "Play",
@@ -33,6 +37,7 @@ __all__ = [
     "apply",
     "changed_params",
     "coerce",
+    "cue_command",
 ]
 
 PLAYING = P.Param("playing", "bool", False, "the transport: sounding or stopped")
@@ -145,13 +150,59 @@ class CueAlpha:
 
 
 @dataclass(frozen=True)
+class CueXY:
+    """Audition the XY surface's point ``(x, y)`` on the cue bus (what sounds does not change;
+    the state neither). Whatever the master's mix: commit moves the master there as ``/rb/xy``
+    would, which makes its mix the surface's."""
+
+    x: float
+    y: float
+
+
+@dataclass(frozen=True)
+class CueWeights:
+    """Audition the mix of slots 1..N at these weights (N = how many) on the cue bus; commit
+    sets them, and ``slots`` N, as ``/rb/slots`` and ``/rb/slot/n/weight`` would."""
+
+    weights: tuple[float, ...]
+
+
+@dataclass(frozen=True)
 class CueCommit:
-    """Make what the cue bus plays the next loop: the engine asks for its alpha."""
+    """Make what the cue bus plays the next loop: the engine asks for its point."""
 
 
+CueCandidate = CueAlpha | CueXY | CueWeights
 Command = (SetParam | SetMany | SetSeedFile | ApplyPreset | Render | Play | Stop | RecallPreset
            | SavePreset | MidiLearn | ClockTempo | StartRecording | StopRecording | CueAlpha
-           | CueCommit)
+           | CueXY | CueWeights | CueCommit)
+
+
+def cue_weights(values: tuple[float, ...] | list[float], label: str = "/rb/cue/weights"
+                ) -> tuple[float, ...]:
+    """The weights of a ``/rb/cue/weights`` candidate, checked: one per slot from slot 1, 2 to
+    ``MAX_SLOTS`` of them, each a slot weight's (0..1), not all 0."""
+    least = int(P.BY_NAME["slots"].minimum or 2)
+    if not least <= len(values) <= P.MAX_SLOTS:
+        raise ControlError(f"{label} takes one weight per style slot from slot 1, {least} to "
+                           f"{P.MAX_SLOTS} of them, got {len(values)}: {list(values)[:10]}")
+    weights = tuple(P.check(P.BY_NAME[P.SLOT["weight"][n]], w, f"{label} weight {n} (slot {n})")
+                    for n, w in enumerate(values, 1))
+    if not any(w > 0 for w in weights):
+        raise ControlError(f"{label}: the weights must not all be 0, got {list(weights)}; give "
+                           f"at least one slot a weight above 0")
+    return weights
+
+
+def cue_command(candidate: CueCandidate) -> SetParam | SetMany:
+    """The master's command that a cue candidate stands for: what ``/rb/cue/commit`` sends, and
+    what the cue bus auditions (the state after it)."""
+    if isinstance(candidate, CueAlpha):
+        return SetParam("alpha", candidate.alpha)
+    if isinstance(candidate, CueXY):
+        return SetMany((("x", candidate.x), ("y", candidate.y)))
+    weights = tuple((P.SLOT["weight"][n], w) for n, w in enumerate(candidate.weights, 1))
+    return SetMany((("slots", len(candidate.weights)), *weights))
 
 
 def coerce(name: str, value: Any) -> Any:
@@ -217,6 +268,13 @@ def apply(state: EngineState, command: Command) -> EngineState:
         return state
     if isinstance(command, CueAlpha):
         coerce("alpha", command.alpha)
+        return state
+    if isinstance(command, CueXY):
+        for name, value in (("x", command.x), ("y", command.y)):
+            P.check(P.BY_NAME[name], value, f"/rb/cue/xy {name}")
+        return state
+    if isinstance(command, CueWeights):
+        cue_weights(command.weights)
         return state
     if isinstance(command, StartRecording):
         if not command.path.strip() or not command.path.lower().endswith((".wav", ".flac")):

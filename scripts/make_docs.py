@@ -292,6 +292,8 @@ def _osc_args(entry: OscAddress) -> str:
     if not entry.args:
         return "-"
     text = " ".join(f"`{t}` {TYPE_NAMES[t]}" for t in entry.args)
+    if entry.most is not None:
+        text += f" ... ({len(entry.args)} to {entry.most})"
     return f"[{text}] (optional)" if entry.optional else text
 
 

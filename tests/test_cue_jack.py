@@ -2,7 +2,8 @@
 
 A JACK client records the master's two ports and the cue bus's two in the same process cycle,
 so the four channels share one timeline: the cue bus carries the candidate on the master's
-frames, the master is unchanged until the commit, and the committed loop starts on a bar line.
+frames, the master is unchanged until the commit, and the committed loop starts on a bar line;
+for a candidate on the A/B path and one on the XY surface.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from riffbridge.engine.engine import Engine, EngineSettings
 from riffbridge.engine.player import Player
 from riffbridge.engine.worker import RenderWorker, WorkerSettings
 from riffbridge.outputs.audio_stream import DeviceStream
-from riffbridge.state import CueAlpha, CueCommit, EngineState
+from riffbridge.state import CueAlpha, CueCommit, CueXY, EngineState, SetMany, apply
 
 RATE = 44100
 
@@ -53,8 +54,19 @@ class FourPortRecorder:
         self.client.close()
 
 
-def test_cue_bus_on_its_own_ports_master_unchanged_until_commit_on_the_bar() -> None:
-    state = EngineState(steps=2, bars=1, playing=True, quantum="bar", xfade=0.05)
+# (the master's state, the candidate, the label of what it plays): a point of the A/B path, and
+# the XY surface's far corner from a master at the surface's origin (issue 16's XY form).
+CASES = {
+    "alpha": (EngineState(steps=2, bars=1, playing=True, quantum="bar", xfade=0.05),
+              CueAlpha(1.0), "alpha 1"),
+    "xy": (apply(EngineState(steps=2, bars=1, playing=True, quantum="bar", xfade=0.05),
+                 SetMany((("x", 0.0), ("y", 0.0)))), CueXY(1.0, 1.0), "xy 1,1"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_cue_bus_on_its_own_ports_master_unchanged_until_commit_on_the_bar(case: str) -> None:
+    state, candidate, label = CASES[case]
     hub = Hub(state)
     player = Player()
     engine = Engine(state, player, RATE, EngineSettings(),
@@ -73,12 +85,15 @@ def test_cue_bus_on_its_own_ports_master_unchanged_until_commit_on_the_bar() -> 
                 for src, dst in zip(master_ports + cue_ports, recorder.ports, strict=True):
                     recorder.client.connect(src, dst)
                 engine.start()
-                wait_for(lambda: player.applied_token >= 1, 90, "the first loop")
+                # the engine notes a switch on its next turn after the callback applied it
+                wait_for(lambda: engine.sounded, 90, "the first loop")
                 _, first_at, master = engine.sounded[0]
                 assert master is not None
                 underruns = player.underruns + player.cue_underruns
-                hub.submit(CueAlpha(1.0))
-                cue = wait_for(lambda: player.cue_bus, 90, "the candidate on the cue bus")
+                hub.submit(candidate)
+                cue = wait_for(lambda: player.cue_bus if player.cue_bus is not None
+                               and player.cue_bus.label == label else None, 90,
+                               "the candidate on the cue bus")
                 time.sleep(2.0)
                 tokens = player.applied_token
                 hub.submit(CueCommit())
@@ -89,7 +104,7 @@ def test_cue_bus_on_its_own_ports_master_unchanged_until_commit_on_the_bar() -> 
         engine.close()
         recorder.close()
     _, at, committed = engine.sounded[-1]
-    assert committed is not None and committed.label == "alpha 1"
+    assert committed is not None and committed.label == label
     rec = recorder.buffer[:recorder.pos]
     # The master's timeline: its first sound is the first loop's fade-in from silence.
     off = first_at - int(np.nonzero(np.any(rec[:, 0:2] != 0, axis=1))[0][0])

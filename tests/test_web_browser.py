@@ -147,6 +147,26 @@ def test_the_page_plays_and_follows_a_running_engine(tmp_path: Path, browser: An
                    where=lambda a: abs(a[0] - 0.5) < 0.01 and abs(a[1] - 0.125) < 0.01)
         page.wait_for_function("() => document.getElementById('map').dataset.point"
                                ".startsWith('0.5')", timeout=5000)
+        # A shift-click on the surface cues that point on the cue bus (issue 16) and leaves the
+        # master where it is: the engine renders it and says so; "commit cue" moves the master.
+        mark = inbox.mark()
+        page.keyboard.down("Shift")
+        page.mouse.click(box["x"] + left + 0.75 * size, box["y"] + pad + (1 - 0.25) * size)
+        page.keyboard.up("Shift")
+        page.wait_for_function("() => document.getElementById('map').dataset.cue"
+                               ".startsWith('0.7')", timeout=5000)
+        cx, cy = (float(v) for v in page.locator("#map").get_attribute("data-cue").split(","))
+        assert abs(cx - 0.75) < 0.01 and abs(cy - 0.25) < 0.01
+        inbox.wait("/rb/cue/playing/xy", mark, timeout=CLIP_TIMEOUT_S,
+                   where=lambda a: abs(a[0] - cx) < 1e-3 and abs(a[1] - cy) < 1e-3)
+        page.wait_for_function("() => document.getElementById('cuelabel').textContent"
+                               ".startsWith('cue: xy 0.7')", timeout=5000)
+        assert page.locator("#map").get_attribute("data-point").startswith("0.5")
+        mark = inbox.mark()
+        page.locator("#commit").click()
+        inbox.wait("/rb/xy", mark, where=lambda a: abs(a[0] - cx) < 1e-3 and abs(a[1] - cy) < 1e-3)
+        page.wait_for_function("() => document.getElementById('map').dataset.cue === ''",
+                               timeout=5000)
         osc.send_message("/rb/alpha", 1.0)  # back on the A/B path: the line again
         page.wait_for_function("() => document.getElementById('map').dataset.mode === 'alpha'",
                                timeout=5000)

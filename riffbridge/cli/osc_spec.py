@@ -36,6 +36,8 @@ def run(args: argparse.Namespace) -> int:
     rows = [("address", "args", "kind", "range", "meaning")]
     for e in OSC_SPEC:
         argtext = f"[{e.args}]" if e.optional else (e.args or "-")
+        if e.most is not None:
+            argtext += f"...({e.most})"
         rows.append((e.address, argtext, e.kind, _range(e), e.meaning))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for row in rows:

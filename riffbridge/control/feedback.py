@@ -44,6 +44,10 @@ def to_osc(event: Event) -> tuple[str, tuple[Any, ...]] | None:
     if isinstance(event, EngineError):
         return "/rb/error", (event.source, event.message)
     if isinstance(event, CuePlaying):
+        if event.mix == "xy" and event.point is not None:
+            return "/rb/cue/playing/xy", (float(event.point[0]), float(event.point[1]))
+        if event.mix == "weights":
+            return "/rb/cue/playing/weights", tuple(float(w) for w in event.weights)
         return "/rb/cue/playing", (float(event.alpha),)
     return None
 

@@ -40,6 +40,8 @@ class OscAddress:
     params: tuple[str, ...] = ()  # for a group param address: the state fields, in arg order
     family: str | None = None  # for a style slot's member: its family ("prompt", ...)
     index: int | None = None  # and slot number
+    most: int | None = None  # the last tag repeats: at most this many args in all (``args``
+    # gives the fewest): ``/rb/cue/weights`` takes one weight per slot
 
 
 PREFIX = "/rb"
@@ -95,9 +97,21 @@ OSC_SPEC: tuple[OscAddress, ...] = (
     OscAddress("/rb/record/stop", "", "command", "end the recording (the files stay whole)"),
     OscAddress("/rb/cue/alpha", "f", "command",
                "audition this alpha on the cue bus (--cue-out / --cue-channels), in time with "
-               "the master, without changing what sounds", minimum=0.0, maximum=1.0),
+               "the master, without changing what sounds; whatever the master's mix, commit "
+               "moves it there as /rb/alpha would", minimum=0.0, maximum=1.0),
+    OscAddress("/rb/cue/xy", "ff", "command",
+               "audition this point (x, y) of the XY surface on the cue bus, in time with the "
+               "master, without changing what sounds (a blend of rendered lattice neighbours "
+               "at once, the exact point when it renders); whatever the master's mix, commit "
+               "moves it there as /rb/xy would", minimum=0.0, maximum=1.0),
+    OscAddress("/rb/cue/weights", "ff", "command",
+               f"audition the mix of slots 1..N at these weights (one per slot from slot 1, "
+               f"2 to {P.MAX_SLOTS}, each 0..1, not all 0) on the cue bus; commit sets them and "
+               f"/rb/slots N, as /rb/slot/N/weight would", minimum=0.0, maximum=1.0,
+               most=P.MAX_SLOTS),
     OscAddress("/rb/cue/commit", "", "command",
-               "make what the cue bus plays the next loop, from the next quantum"),
+               "make what the cue bus plays the next loop, from the next quantum (the master's "
+               "alpha, x/y or weights follow, pushed to subscribers)"),
     # Pushed by riffbridge.
     OscAddress("/rb/status", "sffiii", "push",
                "state, bpm, alpha, queued renders, cached loops, audio underruns"),
@@ -109,6 +123,12 @@ OSC_SPEC: tuple[OscAddress, ...] = (
     OscAddress("/rb/progress", "f", "push", "progress of the render in flight, 0..1"),
     OscAddress("/rb/cue/playing", "f", "push",
                "the cue bus plays a new candidate: the alpha it stands for"),
+    OscAddress("/rb/cue/playing/xy", "ff", "push",
+               "the cue bus plays a new XY candidate: the point it stands for (a blend's "
+               "in-between until the exact point renders)"),
+    OscAddress("/rb/cue/playing/weights", "ff", "push",
+               "the cue bus plays a new weights candidate: the slots' normalised weights, "
+               "slot 1 first", most=P.MAX_SLOTS),
     OscAddress("/rb/error", "ss", "push",
                "a message was refused (its address, the reason), or the engine's news of a "
                "failure (render, worker, files, engine or auto, the reason)"),

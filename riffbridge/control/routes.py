@@ -18,6 +18,8 @@ from riffbridge.state import (
     Command,
     CueAlpha,
     CueCommit,
+    CueWeights,
+    CueXY,
     MidiLearn,
     Play,
     RecallPreset,
@@ -30,6 +32,7 @@ from riffbridge.state import (
     Stop,
     StopRecording,
     coerce,
+    cue_weights,
 )
 
 
@@ -89,9 +92,13 @@ def _expect(entry: OscAddress, args: tuple[Any, ...]) -> None:
     want = len(entry.args)
     if len(args) == want or (entry.optional and not args):
         return
+    if entry.most is not None and want <= len(args) <= entry.most:
+        return
     wanted = " ".join(_TYPE_WORDS.get(t, t) for t in entry.args) or "no argument"
     if entry.optional:
         wanted += " or nothing"
+    if entry.most is not None:
+        wanted = f"{want} to {entry.most} floats (one per style slot from slot 1)"
     raise ControlError(f"{entry.address} takes {wanted}, got {len(args)} argument(s): "
                        f"{_describe(args)}")
 
@@ -150,6 +157,11 @@ def route(address: Any, args: tuple[Any, ...] | list[Any]) -> Route:
         return Do(StopRecording())
     if address == "/rb/cue/alpha":
         return Do(CueAlpha(coerce("alpha", args[0])))
+    if address == "/rb/cue/xy":
+        return Do(CueXY(*(P.check(P.BY_NAME[name], value, f"{address} {name}")
+                          for name, value in zip(("x", "y"), args, strict=True))))
+    if address == "/rb/cue/weights":
+        return Do(CueWeights(cue_weights(args, address)))
     if address == "/rb/cue/commit":
         return Do(CueCommit())
     if address == "/rb/seed/audio":

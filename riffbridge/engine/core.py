@@ -34,11 +34,15 @@ The rules, in one place:
   rendered lattice points sound as a blend.
 - clips: ``ClipCued`` once per switch, for exact renders only (a blend has no file), as soon as
   both the cue and the loop's file exist.
-- the cue bus: ``/rb/cue/alpha`` names a candidate; its grid point renders first (after a
-  forced render), and the cue bus plays it (or a blend of its rendered neighbours, as the master
-  would) from the next block, at the master grid's phase, so it is in time; what sounds on the
-  master does not change. ``/rb/cue/commit`` asks for the candidate's alpha (a ``Request``), so
-  the master takes it on the next quantum like any knob move, and the cue bus goes quiet.
+- the cue bus: ``/rb/cue/alpha``, ``/rb/cue/xy`` or ``/rb/cue/weights`` names a candidate: the
+  master's command it stands for (``state.cue_command``: alpha, the XY point, the slots'
+  weights), and the state that command would give now (the mix's mode rules followed, so an XY
+  candidate on an A/B master auditions the surface). Its exact point renders first (after a
+  forced render), and the cue bus plays it, or meanwhile what the master would play for that
+  state (a blend of its rendered neighbours on the A/B path or the XY lattice; a weights mix
+  has none), from the next block, at the master grid's phase, so it is in time; what sounds on
+  the master does not change. ``/rb/cue/commit`` asks for that command (a ``Request``), so the
+  master takes it on the next quantum like any control move, and the cue bus goes quiet.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from riffbridge import styles
 from riffbridge.control.clocks import ClockSync
 from riffbridge.engine.clock import Grid, quantum_beats
 from riffbridge.engine.plan import (
@@ -71,11 +76,14 @@ from riffbridge.state import (
     Command,
     CueAlpha,
     CueCommit,
+    CueWeights,
+    CueXY,
     EngineState,
     Render,
     SetMany,
     SetParam,
     apply,
+    cue_command,
 )
 
 if TYPE_CHECKING:
@@ -136,6 +144,16 @@ def alpha_of(choice: Choice) -> float:
     return low + choice.weight * (float(choice.high.alpha) - low)
 
 
+def point_of(choice: Choice) -> tuple[float, float]:
+    """The XY point that sounds: the rendered point's, or the point between a blend's two."""
+    x, y = choice.low.point
+    if choice.high is None:
+        return x, y
+    hx, hy = choice.high.point
+    w = choice.weight
+    return round(x + w * (hx - x), 6), round(y + w * (hy - y), 6)
+
+
 def label_of(choice: Choice | None) -> str:
     if choice is None:
         return "silence"
@@ -179,7 +197,11 @@ class EngineCore:
         self._announced: LoopKey | None = None
         self._next_auto: int | None = None
         self._setlist_index = 0
-        self._cue_alpha: float | None = None  # the candidate on the cue bus
+        # the candidate on the cue bus: the master's command it stands for, and the state
+        # that command gives now (followed as the master's state changes)
+        self._cue_command: SetParam | SetMany | None = None
+        self._cue_state: EngineState | None = None
+        self._cue_key: LoopKey | None = None  # its exact point (looked up every turn)
         self._cue_sound: _Sound | None = None  # what the cue bus plays
         self._commit = False
 
@@ -233,10 +255,13 @@ class EngineCore:
             self._xy_direction = (state.x - old.x, state.y - old.y)
         if isinstance(change.command, Render):
             self._forced = key_for(state, None, self.alpha_grid)
-        if isinstance(change.command, CueAlpha):
-            self._cue_alpha = float(change.command.alpha)
+        if isinstance(change.command, (CueAlpha, CueXY, CueWeights)):
+            self._cue_command = cue_command(change.command)
         if isinstance(change.command, CueCommit):
             self._commit = True
+        self._cue_state = self._candidate_state()
+        self._cue_key = None if self._cue_state is None else key_for(self._cue_state, None,
+                                                                     self.alpha_grid)
         if "bpm" in change.changed and state.clock != "internal":
             # An external clock sets the grid now; the loop playing keeps its own length until
             # the loop at the new tempo lands (the internal clock moves the grid with that loop).
@@ -383,19 +408,26 @@ class EngineCore:
         return Switched(float(alpha), int(bar), label)
 
     # -- the cue bus ----------------------------------------------------------------------------
-    def cue_key(self) -> LoopKey | None:
-        """The grid point of the candidate on the cue bus, or None."""
-        if self._cue_alpha is None:
+    def _candidate_state(self) -> EngineState | None:
+        """The state the cue's command gives from the master's state now, or None."""
+        if self._cue_command is None:
             return None
-        return key_for(self._state, self._cue_alpha, self.alpha_grid)
+        try:
+            return apply(self._state, self._cue_command)
+        except ControlError:  # checked when it came; the master's state has moved since
+            self._cue_command = None
+            return None
+
+    def cue_key(self) -> LoopKey | None:
+        """The exact point of the candidate on the cue bus, or None."""
+        return self._cue_key
 
     def cue_playback(self, is_cached: IsCached, frame: int) -> CueDecision | None:
         """What the cue bus should play from the next block, when that changes (``choice``
         None: silence), or None. Never touches what the master plays."""
         choice = None
-        if self._cue_alpha is not None:
-            choice = choose(self._state.replace(alpha=self._cue_alpha), is_cached,
-                            self.alpha_grid)
+        if self._cue_state is not None:
+            choice = choose(self._cue_state, is_cached, self.alpha_grid, self.xy_grid)
             if choice is None or (choice.high is None and choice.low != self.cue_key()):
                 # not rendered yet (a far neighbour is no audition): keep what the bus plays
                 return None
@@ -416,20 +448,30 @@ class EngineCore:
                            self._grid)
 
     def cue_news(self, decision: CueDecision) -> CuePlaying | None:
-        if decision.choice is None:
+        """What the cue bus now plays, for ``/rb/cue/playing`` (and its XY and weights forms)."""
+        choice = decision.choice
+        if choice is None:
             return None
-        return CuePlaying(alpha_of(decision.choice), decision.label)
+        key = choice.low
+        if key.mix == "xy":
+            return CuePlaying(alpha_of(choice), decision.label, "xy", point_of(choice))
+        if key.mix == "weights":
+            return CuePlaying(alpha_of(choice), decision.label, "weights",
+                              weights=tuple(round(w, 6) for w in
+                                            styles.normalised(styles.weights(key.as_dict()))))
+        return CuePlaying(alpha_of(choice), decision.label)
 
     def commit(self) -> Request | EngineError | None:
-        """``/rb/cue/commit``: the candidate's alpha for the master (its next quantum), once."""
+        """``/rb/cue/commit``: the candidate's command for the master (its next quantum), once."""
         if not self._commit:
             return None
         self._commit = False
-        alpha, self._cue_alpha = self._cue_alpha, None
-        if alpha is None:
+        command, self._cue_command = self._cue_command, None
+        self._cue_state = self._cue_key = None
+        if command is None:
             return EngineError("engine", "/rb/cue/commit: nothing is on the cue bus; send "
-                               "/rb/cue/alpha first")
-        return Request(SetParam("alpha", alpha))
+                               "/rb/cue/alpha first (or /rb/cue/xy, /rb/cue/weights)")
+        return Request(command)
 
     # -- the auto walk --------------------------------------------------------------------------
     def auto(self, frame: int) -> Request | EngineError | None:

@@ -21,7 +21,8 @@ Who owns what:
 - the set recorder (``recorder``, injected: ``riffbridge.outputs.recorder.Recorder``) is
   started and stopped on the engine thread (``/rb/record/start``, ``--record``); the player's
   ``tap`` is its ring, and the engine queues it a log line per change and per switch that
-  sounded. The cue bus (``/rb/cue/alpha``) is the player's ``cue_bus`` reference, swapped here.
+  sounded. The cue bus (``/rb/cue/alpha``, ``/rb/cue/xy``, ``/rb/cue/weights``) is the player's
+  ``cue_bus`` reference, swapped here.
 
 A turn that raises is reported (``EngineError("engine", ...)``) and the engine goes on.
 """

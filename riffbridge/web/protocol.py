@@ -7,8 +7,8 @@ messages go through, so a value the page sends is refused or applied exactly as 
 
 Out go JSON objects with a ``type``: ``hello`` (the parameter table, once), ``state`` (every live
 param), ``status`` (the engine's numbers, the style map, the playhead) and ``event`` (the engine's
-news: switched, ready, clip, error). Nothing here names a file outside the configured folders: a
-cued clip is shown by its file name only.
+news: switched, ready, clip, cue (what the cue bus now plays), error). Nothing here names a file
+outside the configured folders: a cued clip is shown by its file name only.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 from riffbridge import params as P
 from riffbridge.control.routes import Route, route
 from riffbridge.errors import ControlError
-from riffbridge.events import ClipCued, EngineError, Event, LoopReady, Switched
+from riffbridge.events import ClipCued, CuePlaying, EngineError, Event, LoopReady, Switched
 from riffbridge.state import EngineState
 
 MAX_MESSAGE_CHARS = 4096  # the longest message the page sends: a 500-character prompt, escaped
@@ -60,6 +60,10 @@ def event_message(event: Event) -> dict[str, Any] | None:
     if isinstance(event, ClipCued):
         return {"type": "event", "kind": "clip", "file": PurePath(event.path).name,
                 "alpha": event.alpha}
+    if isinstance(event, CuePlaying):
+        return {"type": "event", "kind": "cue", "mix": event.mix, "alpha": event.alpha,
+                "point": None if event.point is None else list(event.point),
+                "weights": list(event.weights), "label": event.label}
     if isinstance(event, EngineError):
         return error_message(event.source, event.message)
     return None

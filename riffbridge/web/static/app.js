@@ -8,6 +8,7 @@ let ws = null;
 let table = [];          // the live params, from the server's hello
 let grid = 8;
 let xyGrid = 4;           // XY lattice steps per axis
+let cuePoint = null;     // the point this page last cued: [x, y] on the surface, or [alpha]
 let state = {};
 let playing = false;
 let status = null;       // the latest status, and when it came (for the playhead)
@@ -44,6 +45,7 @@ function handle(msg) {
   if (msg.type === "hello") { table = msg.params; grid = msg.grid; xyGrid = msg.xy_grid || 4; buildControls(); }
   else if (msg.type === "state") { state = msg.state; playing = msg.playing; showState(); }
   else if (msg.type === "status") { status = msg; statusAt = performance.now(); showStatus(); }
+  else if (msg.type === "event" && msg.kind === "cue") { setText("cuelabel", "cue: " + msg.label); }
   else if (msg.type === "event" && msg.kind === "error") { ownErrors.unshift(msg); ownErrors.length = Math.min(ownErrors.length, 8); showErrors(); showState(); }
 }
 
@@ -218,6 +220,11 @@ function drawSurface(canvas, s) {
     g.strokeStyle = "#fb8861"; g.lineWidth = 3;
     g.beginPath(); g.arc(px(s.rendering_xy[0]), py(s.rendering_xy[1]), 10, -Math.PI / 2, -Math.PI / 2 + 2 * Math.PI * (s.progress || 0)); g.stroke();
   }
+  if (cuePoint && cuePoint.length === 2) {  // the point this page cued: a ring, not the master
+    g.strokeStyle = "#61c6fb"; g.lineWidth = 3;
+    g.beginPath(); g.arc(px(cuePoint[0]), py(cuePoint[1]), 9, 0, 2 * Math.PI); g.stroke();
+  }
+  canvas.dataset.cue = cuePoint && cuePoint.length === 2 ? cuePoint[0].toFixed(3) + "," + cuePoint[1].toFixed(3) : "";
   if (typeof state.x === "number" && typeof state.y === "number") {
     g.fillStyle = "#fff";
     g.beginPath(); g.arc(px(state.x), py(state.y), 7, 0, 2 * Math.PI); g.fill();
@@ -230,15 +237,15 @@ function drawMap() {
   const s0 = status || {};
   const xy = state.mix === "xy";
   const key = JSON.stringify([xy, s0.rendered, s0.wanted, s0.rendering, s0.rendered_xy, s0.wanted_xy,
-                              s0.rendering_xy, s0.progress, state.alpha, state.x, state.y, grid]);
+                              s0.rendering_xy, s0.progress, state.alpha, state.x, state.y, grid, cuePoint]);
   if (key === mapKey) return;
   mapKey = key;
   const canvas = $("map");
   canvas.dataset.mode = xy ? "xy" : "alpha";
   const height = xy ? XY_HEIGHT : LINE_HEIGHT;
   if (canvas.height !== height) canvas.height = height;
-  $("maphint").textContent = xy ? "the XY surface, corners slots 1-4: click or drag to move"
-                                : "A (alpha 0) to B (alpha 1): click or drag to move";
+  $("maphint").textContent = xy ? "the XY surface, corners slots 1-4: click or drag to move, shift-click to cue"
+                                : "A (alpha 0) to B (alpha 1): click or drag to move, shift-click to cue";
   if (xy) { drawSurface(canvas, s0); return; }
   const g = canvas.getContext("2d");
   const w = canvas.width, h = canvas.height, pad = 30, y = h / 2;
@@ -284,19 +291,27 @@ function mapXY(e) {
   const y = clamp(1 - (e.clientY - r.top - pad * scale) / (size * scale));
   return [Math.round(x * 1000) / 1000, Math.round(y * 1000) / 1000];
 }
+// A click or drag moves the master; with shift held (or "cue on map" ticked) it cues the point
+// on the cue bus instead (/rb/cue/xy, /rb/cue/alpha), and "commit cue" makes it the next loop.
+let mapCue = false;
 function mapMove(e) {
-  if (state.mix === "xy") sendSoon("/rb/xy", mapXY(e));
-  else sendSoon("/rb/alpha", [mapAlpha(e)]);
+  if (state.mix === "xy") {
+    const p = mapXY(e);
+    if (mapCue) { cuePoint = p; sendSoon("/rb/cue/xy", p); drawMap(); } else sendSoon("/rb/xy", p);
+  } else {
+    const a = mapAlpha(e);
+    if (mapCue) { cuePoint = [a]; $("cue").value = a; sendSoon("/rb/cue/alpha", [a]); } else sendSoon("/rb/alpha", [a]);
+  }
 }
 let mapDrag = false;
-$("map").addEventListener("pointerdown", (e) => { mapDrag = true; mapMove(e); });
+$("map").addEventListener("pointerdown", (e) => { mapDrag = true; mapCue = e.shiftKey || $("cuemode").checked; mapMove(e); });
 $("map").addEventListener("pointermove", (e) => { if (mapDrag) mapMove(e); });
 window.addEventListener("pointerup", () => { mapDrag = false; });
 $("play").addEventListener("click", () => send("/rb/play", []));
 $("stop").addEventListener("click", () => send("/rb/stop", []));
 $("render").addEventListener("click", () => send("/rb/render", []));
-$("cue").addEventListener("input", () => sendSoon("/rb/cue/alpha", [parseFloat($("cue").value)]));
-$("commit").addEventListener("click", () => send("/rb/cue/commit", []));
+$("cue").addEventListener("input", () => { cuePoint = [parseFloat($("cue").value)]; sendSoon("/rb/cue/alpha", cuePoint); });
+$("commit").addEventListener("click", () => { send("/rb/cue/commit", []); cuePoint = null; setText("cuelabel", "no cue"); drawMap(); });
 $("recall").addEventListener("click", () => send("/rb/preset", [$("preset").value]));
 $("save").addEventListener("click", () => send("/rb/preset/save", [$("preset").value]));
 
