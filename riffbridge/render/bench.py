@@ -33,6 +33,7 @@ class BenchConfig:
     channels_last: bool = False
     compile: bool = False
     cuda_graphs: bool = False
+    width_buckets: bool = False  # render as a loop (tiled in time) at the width's bucket
     audio: bool = True
 
 
@@ -87,12 +88,14 @@ def run_bench(cfg: BenchConfig, renderer: Renderer | None = None) -> BenchResult
             model = build_random_sd15(device=resolve_device(cfg.device))
         renderer = Renderer(model, device=cfg.device, dtype=cfg.dtype, max_batch=cfg.batch,
                             sdpa=cfg.sdpa, channels_last=cfg.channels_last,
-                            compile_unet=cfg.compile, cuda_graphs=cfg.cuda_graphs)
+                            compile_unet=cfg.compile, cuda_graphs=cfg.cuda_graphs,
+                            width_buckets=cfg.width_buckets)
     image = seed_image(cfg.width)
     alphas = [i / max(cfg.batch, 1) for i in range(cfg.batch)]
     jobs = [RiffuseJob("funky jazz drums", "church organ", seed_a=1, seed_b=2, alpha=a,
                        denoise_a=cfg.denoise, guidance_a=cfg.guidance, steps=cfg.steps,
-                       width=cfg.width, seed_image=image, scheduler=cfg.scheduler)
+                       width=cfg.width, seed_image=image, scheduler=cfg.scheduler,
+                       tile_time=cfg.width_buckets)
             for a in alphas]
     sync = torch.cuda.synchronize if renderer.device.type == "cuda" else (lambda: None)
     text, unet, decode, total, audio = [], [], [], [], []
@@ -132,7 +135,8 @@ def run_bench(cfg: BenchConfig, renderer: Renderer | None = None) -> BenchResult
 def variant_name(c: BenchConfig) -> str:
     return (f"{c.model} {c.dtype} b{c.batch} {c.scheduler} {c.steps}st"
             f"{' cl' if c.channels_last else ''}{' compile' if c.compile else ''}"
-            f"{' graphs' if c.cuda_graphs else ''}{'' if c.sdpa else ' no-sdpa'}")
+            f"{' graphs' if c.cuda_graphs else ''}{' buckets' if c.width_buckets else ''}"
+            f"{'' if c.sdpa else ' no-sdpa'}")
 
 
 def format_table(results: list[BenchResult]) -> str:
