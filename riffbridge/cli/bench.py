@@ -43,6 +43,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help=BY_NAME["width_buckets"].help + " (--width is then rendered at its "
                    "bucket and timed as a loop, tiled in time)")
     p.add_argument("--no-audio", action="store_true", help="skip the image -> audio stage")
+    p.add_argument("--against", choices=("diffusers",), default=None,
+                   help="also time diffusers' StableDiffusionImg2ImgPipeline on the same "
+                   "components, device and jobs, in the same run, and print the ratio")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=run)
 
@@ -50,7 +53,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from riffbridge.errors import ConfigError
     from riffbridge.params import BY_NAME
-    from riffbridge.render.bench import BenchConfig, format_table, run_bench
+    from riffbridge.render.bench import (
+        BenchConfig,
+        format_against,
+        format_table,
+        make_renderer,
+        run_bench,
+        run_diffusers,
+    )
     from riffbridge.render.path import (
         RenderOptions,
         choose_path,
@@ -79,10 +89,17 @@ def run(args: argparse.Namespace) -> int:
         warmup=args.warmup, sdpa=not args.no_sdpa, channels_last=args.channels_last,
         compile=path.compile, cuda_graphs=path.cuda_graphs, width_buckets=path.width_buckets,
         audio=not args.no_audio)
-    result = run_bench(cfg)
+    renderer = make_renderer(cfg)
+    result = run_bench(cfg, renderer)
+    against = run_diffusers(cfg, renderer, result) if args.against == "diffusers" else None
     if args.json:
-        print(json.dumps(result.as_dict(), indent=1))
+        out = result.as_dict()
+        if against is not None:
+            out["against"] = against.as_dict()
+        print(json.dumps(out, indent=1))
     else:
         print(f"device: {result.device_name}")
         print(format_table([result]))
+        if against is not None:
+            print(format_against(against))
     return 0
