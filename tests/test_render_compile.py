@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 
 from riffbridge.render.compiling import BackgroundCompiler
 from riffbridge.render.riffuse import Renderer, RiffuseJob
@@ -143,3 +144,21 @@ def test_the_compiler_queues_each_shape_once_and_reports_its_time() -> None:
     assert all(compiler.pick(k) is not None for k in keys)
     assert set(compiler.compile_s) == set(keys)
     compiler.close()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(),
+                    reason="no CUDA GPU here: the real compile and CUDA graphs run only on CUDA")
+def test_on_cuda_the_real_compile_switches_under_cuda_graphs_and_renders_the_same() -> None:
+    comps = build_tiny()
+    eager = np.asarray(Renderer(comps, device="cuda", dtype="fp32").render([job()])[0])
+    renderer = Renderer(comps, device="cuda", dtype="fp32", cuda_graphs=True, width_buckets=True)
+    compiler = renderer.compile_in_background()
+    try:
+        during = np.asarray(renderer.render([job()])[0])  # uncompiled (graphs of eager)
+        assert compiler.wait(600) and compiler.state == "idle", compiler.failed
+        after = np.asarray(renderer.render([job()])[0])  # compiled, recorded as a graph
+        assert compiler.compile_s
+        for image in (during, after):
+            assert np.abs(image.astype(np.int16) - eager).max() <= 2
+    finally:
+        renderer.close()

@@ -79,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
     path = choose_path(probe_platform(resolve_device(args.device)),
                        RenderOptions(asked("cuda_graphs"), asked("compile"), args.compile_cache,
                                      args.width_buckets))
-    print(path.describe(), flush=True)
+    if not args.json:
+        print(path.describe(), flush=True)
     if path.compile_cache is not None:
         use_compile_cache(path.compile_cache)
     cfg = BenchConfig(
@@ -93,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     result = run_bench(cfg, renderer)
     against = run_diffusers(cfg, renderer, result) if args.against == "diffusers" else None
     if args.json:
-        out = result.as_dict()
+        out = {"render_path": path.describe(), **result.as_dict()}
         if against is not None:
             out["against"] = against.as_dict()
         print(json.dumps(out, indent=1))
