@@ -67,8 +67,15 @@ def pad_latents(latents: Any, left: int, right: int) -> Any:
         return latents
     import torch
 
-    index = torch.tensor(wrap_index(latents.shape[-1], left, right), device=latents.device)
+    key = (latents.shape[-1], left, right, str(latents.device))
+    index = _INDEX.get(key)
+    if index is None:  # once per shape: a host-to-GPU copy every step would wait on the GPU
+        index = _INDEX[key] = torch.tensor(wrap_index(latents.shape[-1], left, right),
+                                           device=latents.device)
     return latents.index_select(-1, index)
+
+
+_INDEX: dict[tuple[int, int, int, str], Any] = {}
 
 
 def crop_latents(padded: Any, left: int, right: int) -> Any:
