@@ -315,6 +315,7 @@ class Renderer:
         ``torch.compile`` by default (tests pass a slow fake). Compiles twins of the UNet that
         share its weights, one per time-tiling switch, so the compiler never sees the renderer
         switch tiling under it."""
+        import contextlib
         import copy
         import itertools
 
@@ -334,11 +335,16 @@ class Renderer:
         def warm(call: Any, key: ShapeKey) -> None:
             shapes: Any = key[1]
             sample_shape, sample_dtype, t_shape, t_dtype, ctx_shape, ctx_dtype = shapes
-            with torch.inference_mode():
+            # On CUDA on a stream of its own: the render thread may be recording a graph.
+            stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
+            with torch.inference_mode(), (torch.cuda.stream(stream) if stream is not None
+                                          else contextlib.nullcontext()):
                 call(torch.zeros(sample_shape, dtype=sample_dtype, device=self.device),
                      torch.full(t_shape, 500, dtype=t_dtype, device=self.device),
                      encoder_hidden_states=torch.zeros(ctx_shape, dtype=ctx_dtype,
                                                        device=self.device))
+            if stream is not None:
+                stream.synchronize()
 
         self._compiler = BackgroundCompiler(lambda tiling: fn(twins[bool(tiling)]), warm)
         return self._compiler
