@@ -122,7 +122,8 @@ def live_engine(args: argparse.Namespace, state: EngineState, settings: EngineSe
     hub = Hub(state)
     player = Player()
     worker = RenderWorker(WorkerSettings(args.model, args.device, args.dtype,
-                                         cuda_graphs=args.cuda_graphs))
+                                         cuda_graphs=args.cuda_graphs, compile=args.compile,
+                                         width_buckets=args.width_buckets))
     engine = Engine(state, player, RATE, settings, worker=worker, writer=writer,
                     block=args.blocksize)
     hub.add_listener(engine.post)
@@ -301,7 +302,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="tiny")
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="auto")
-    p.add_argument("--cuda-graphs", action="store_true")
+    # The serve defaults (on; they do not apply on the CPU): --no-cuda-graphs, --no-compile.
+    p.add_argument("--cuda-graphs", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--width-buckets", default="auto", choices=("auto", "on", "off"))
     p.add_argument("--audio-out", default="none")
     p.add_argument("--blocksize", type=int, default=512)
     p.add_argument("--steps", type=int, default=4)

@@ -105,9 +105,6 @@ def build(file: str | Path | None = None, flags: Mapping[str, Any] | None = None
         # riffbridge answer itself, refuse its own answer as unknown, and so on without end.
         raise ConfigError(f"--osc-port and --reply-port are both {conf.osc_port}: riffbridge "
                           f"would send its replies to itself; pick another --reply-port")
-    if conf.cuda_graphs and conf.device in ("cpu", "mps"):
-        raise ConfigError(f"cuda_graphs needs a CUDA device, device is {conf.device}: "
-                          "drop --cuda-graphs or use --device cuda")
     _check_midi(conf, named)
     try:
         styles.check_mix(conf.initial_state())

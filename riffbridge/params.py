@@ -234,8 +234,16 @@ PARAMS: tuple[Param, ...] = (
           "or tiny (random weights, for plumbing checks)", metavar="NAME|PATH"),
     Param("device", "str", "auto", "auto, cuda, cuda:N, mps or cpu", text="device"),
     Param("dtype", "str", "auto", "weights' precision", choices=("auto", "fp16", "bf16", "fp32")),
-    Param("cuda_graphs", "bool", False, "replay each UNet step as a CUDA graph (CUDA only; "
-          "faster steps, one capture per loop width)"),
+    Param("cuda_graphs", "bool", True, "replay each UNet step as a CUDA graph (on CUDA; "
+          "does not apply on the CPU or MPS)", flag="--no-cuda-graphs"),
+    Param("compile", "bool", True, "torch.compile the UNet in the background while the "
+          "uncompiled path plays, then switch (on CUDA with Triton; does not apply on the CPU "
+          "or MPS)", flag="--no-compile"),
+    Param("compile_cache", "str", "", "folder of the compiled code kept between starts; "
+          "empty: riffbridge/inductor under the user cache dir", metavar="DIR"),
+    Param("width_buckets", "str", "auto", "render loops at a few bucketed widths and keep the "
+          "loop's exact columns, so a tempo change brings no new graph or compile; auto: on "
+          "when CUDA graphs or compile run", choices=("auto", "on", "off")),
     Param("audio_out", "str", "default", "audio output name or index, 'default', or 'none' "
           "(files only)", metavar="NAME|INDEX"),
     Param("out_dir", "str", "out", "folder for the loop WAVs, or 'none'", metavar="DIR"),

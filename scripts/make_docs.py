@@ -46,9 +46,18 @@ NOTES: dict[str, str] = {
               "is an error, never a silent fallback",
     "dtype": "`auto` is fp16 on CUDA and MPS, fp32 on the CPU (fp16 on the CPU is refused)",
     "cuda_graphs": "one launch per step instead of about a thousand, which is what bounds an "
-                   "eager step on a fast GPU; refused with `--device cpu` or `mps`; the first "
-                   "render at each loop width and batch size records a graph (a few steps' "
-                   "time); see [benchmarks](benchmarks.md)",
+                   "eager step on a fast GPU; accepted and reported as not applying on the "
+                   "CPU or MPS; the first render at each width and batch size records a graph "
+                   "(a few steps' time); the start logs the `render path:` chosen; see "
+                   "[benchmarks](benchmarks.md)",
+    "compile": "the first start compiles for about a minute per width (off the critical path: "
+               "loops render uncompiled until then); later starts read the compiled code from "
+               "`compile_cache`",
+    "compile_cache": "`$XDG_CACHE_HOME/riffbridge/inductor` or `~/.cache/riffbridge/inductor`; "
+                     "torch inductor's cache dir and FX graph cache",
+    "width_buckets": "the render is padded with the loop's own start to the bucket "
+                     "(`riffbridge/render/buckets.py`) and the loop's columns are kept, so the "
+                     "loop keeps its exact length and still loops",
     "audio_out": "a name may be any unique part of it; `riffbridge devices` lists them",
     "out_dir": "the output folder (`OUT`, see [files](#files)), relative to where you start "
                "riffbridge",

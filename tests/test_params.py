@@ -75,10 +75,11 @@ def test_the_serve_flags_are_the_tables() -> None:
 
 def test_every_flag_reaches_the_config_checked() -> None:
     args = _serve_parser().parse_args(["--gain", "-6", "--denoise", "0.5", "--no-autoplay",
-                                       "--prompt", "dub", "--cuda-graphs", "--device", "cuda"])
+                                       "--prompt", "dub", "--no-cuda-graphs", "--no-compile",
+                                       "--width-buckets", "on", "--device", "cuda"])
     conf = build(None, serve._flags(args))
-    assert (conf.gain_db, conf.denoise, conf.autoplay, conf.prompt, conf.cuda_graphs) == (
-        -6.0, 0.5, False, "dub", True)
+    assert (conf.gain_db, conf.denoise, conf.autoplay, conf.prompt, conf.cuda_graphs,
+            conf.compile, conf.width_buckets) == (-6.0, 0.5, False, "dub", False, False, "on")
     state = serve.initial_state(conf)
     assert (state.gain_db, state.denoise, state.prompt_a) == (-6.0, 0.5, "dub")
     with pytest.raises(ConfigError, match=r"--denoise: denoise must be in \[0, 1\], got 1.5"):

@@ -7,6 +7,8 @@ import json
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    from riffbridge.params import BY_NAME
+
     p = sub.add_parser(
         "bench", help="time the render path per stage (text, UNet, VAE decode, image->audio)",
         description="Render a batch of alphas repeatedly and print per-stage milliseconds, "
@@ -27,31 +29,78 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--no-sdpa", action="store_true", help="plain attention instead of SDPA")
     p.add_argument("--channels-last", action="store_true")
-    p.add_argument("--compile", action="store_true", help="torch.compile the UNet")
-    p.add_argument("--cuda-graphs", action="store_true",
-                   help="replay the UNet step as a CUDA graph (CUDA only)")
+    for name in ("cuda_graphs", "compile"):  # the serve settings, same defaults and help
+        param = BY_NAME[name]
+        p.add_argument("--" + name.replace("_", "-"), dest=name,
+                       action=argparse.BooleanOptionalAction, default=None,
+                       help=f"{param.help} (default {'on' if param.default else 'off'}; the "
+                       "compile runs before timing)" if name == "compile" else
+                       f"{param.help} (default {'on' if param.default else 'off'})")
+    p.add_argument("--compile-cache", default=BY_NAME["compile_cache"].default, metavar="DIR",
+                   help=BY_NAME["compile_cache"].help)
+    p.add_argument("--width-buckets", default=BY_NAME["width_buckets"].default,
+                   choices=BY_NAME["width_buckets"].choices,
+                   help=BY_NAME["width_buckets"].help + " (--width is then rendered at its "
+                   "bucket and timed as a loop, tiled in time)")
     p.add_argument("--no-audio", action="store_true", help="skip the image -> audio stage")
+    p.add_argument("--against", choices=("diffusers",), default=None,
+                   help="also time diffusers' StableDiffusionImg2ImgPipeline on the same "
+                   "components, device and jobs, in the same run, and print the ratio")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from riffbridge.errors import ConfigError
-    from riffbridge.render.bench import BenchConfig, format_table, run_bench
+    from riffbridge.params import BY_NAME
+    from riffbridge.render.bench import (
+        BenchConfig,
+        format_against,
+        format_table,
+        make_renderer,
+        run_bench,
+        run_diffusers,
+    )
+    from riffbridge.render.path import (
+        RenderOptions,
+        choose_path,
+        probe_platform,
+        use_compile_cache,
+    )
+    from riffbridge.torch_device import resolve_device
 
     if args.runs <= 0 or args.warmup < 0 or args.batch <= 0:
         raise ConfigError(f"--runs and --batch must be >= 1 and --warmup >= 0, got runs "
                           f"{args.runs}, batch {args.batch}, warmup {args.warmup}")
+    def asked(name: str) -> bool:
+        value = getattr(args, name)
+        return bool(BY_NAME[name].default if value is None else value)
+
+    path = choose_path(probe_platform(resolve_device(args.device)),
+                       RenderOptions(asked("cuda_graphs"), asked("compile"), args.compile_cache,
+                                     args.width_buckets))
+    if not args.json:
+        print(path.describe(), flush=True)
+    if path.compile_cache is not None:
+        use_compile_cache(path.compile_cache)
     cfg = BenchConfig(
         model="sd15-random" if args.random_weights else args.model, device=args.device,
         dtype=args.dtype, steps=args.steps, denoise=args.denoise, guidance=args.guidance,
         scheduler=args.scheduler, batch=args.batch, width=args.width, runs=args.runs,
         warmup=args.warmup, sdpa=not args.no_sdpa, channels_last=args.channels_last,
-        compile=args.compile, cuda_graphs=args.cuda_graphs, audio=not args.no_audio)
-    result = run_bench(cfg)
+        compile=path.compile, cuda_graphs=path.cuda_graphs, width_buckets=path.width_buckets,
+        audio=not args.no_audio)
+    renderer = make_renderer(cfg)
+    result = run_bench(cfg, renderer)
+    against = run_diffusers(cfg, renderer, result) if args.against == "diffusers" else None
     if args.json:
-        print(json.dumps(result.as_dict(), indent=1))
+        out = {"render_path": path.describe(), **result.as_dict()}
+        if against is not None:
+            out["against"] = against.as_dict()
+        print(json.dumps(out, indent=1))
     else:
         print(f"device: {result.device_name}")
         print(format_table([result]))
+        if against is not None:
+            print(format_against(against))
     return 0

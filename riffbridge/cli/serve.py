@@ -246,7 +246,9 @@ def _run(conf: ServeConfig, hub: Hub, device: AudioDevice | None, folder: Output
     writer = LoopWriter(folder).start() if folder is not None else None
     player = Player()
     worker = RenderWorker(WorkerSettings(conf.model, conf.device, conf.dtype,
-                                         cuda_graphs=conf.cuda_graphs),
+                                         cuda_graphs=conf.cuda_graphs, compile=conf.compile,
+                                         compile_cache=conf.compile_cache,
+                                         width_buckets=conf.width_buckets),
                           render_timeout_s=conf.render_timeout)
     settings = EngineSettings(grid=conf.grid, xy_grid=conf.xy_grid, cache_mb=conf.cache_mb,
                               quality=conf.quality, seed_dir=conf.seed_dir or None,
@@ -279,6 +281,8 @@ def _run(conf: ServeConfig, hub: Hub, device: AudioDevice | None, folder: Output
         if stop.is_set():
             print("riffbridge: stopped while loading the model", flush=True)
             return False
+        if worker.ready is not None and worker.ready.path:
+            log.info("%s", worker.ready.path)
         feedback = stack.enter_context(Feedback(hub, events))  # after the engine: last news
         hub.set_status_provider(engine.status_numbers)
         stack.callback(hub.set_status_provider, None)
@@ -360,6 +364,7 @@ def _print_block(conf: ServeConfig, ready: Any, stream: Any, rate: int, osc: Any
                     "(the audio group's rtprio)")
     lines = [
         f"  model    {conf.model} on {ready.device if ready else conf.device}",
+        f"  render   {ready.path.removeprefix('render path: ') if ready and ready.path else '?'}",
         f"  audio    {stream.name} at {rate} Hz, block {conf.blocksize}"
         + (f", thread {scheduling}" if scheduling not in ("", "unknown") else ""),
         f"  osc      listening on {host}:{port}, replies to port {conf.reply_port}",

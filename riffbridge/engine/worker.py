@@ -82,6 +82,7 @@ class Ready:
     model: str
     device: str
     pid: int
+    path: str = ""  # the render path chosen ("render path: ..."), logged once at start
 
 
 @dataclass(frozen=True)
@@ -166,7 +167,10 @@ class WorkerSettings:
     model: str = DEFAULT_MODEL
     device: str = BY_NAME["device"].default
     dtype: str = BY_NAME["dtype"].default
-    cuda_graphs: bool = False
+    cuda_graphs: bool = BY_NAME["cuda_graphs"].default
+    compile: bool = BY_NAME["compile"].default
+    compile_cache: str = BY_NAME["compile_cache"].default
+    width_buckets: str = BY_NAME["width_buckets"].default
     nice: int = 10  # the worker's CPU priority below the audio (POSIX nice increment)
 
 
@@ -271,6 +275,26 @@ def device_frames(loop: Loop, rate: int) -> np.ndarray:
     return np.ascontiguousarray(frames, dtype=np.float32)
 
 
+def open_renderer(settings: WorkerSettings) -> tuple[Any, Any]:
+    """The worker's renderer on the render path chosen for this machine and these settings
+    (``riffbridge.render.path``), with its compiler started in the background when compiling
+    applies; the path too. The compile cache is pointed at before anything compiles."""
+    from riffbridge.render.path import RenderOptions, choose_path, probe_platform, use_compile_cache
+    from riffbridge.render.riffuse import Renderer
+    from riffbridge.torch_device import resolve_device
+
+    platform = probe_platform(resolve_device(settings.device))
+    path = choose_path(platform, RenderOptions(settings.cuda_graphs, settings.compile,
+                                               settings.compile_cache, settings.width_buckets))
+    if path.compile_cache is not None:
+        use_compile_cache(path.compile_cache)
+    renderer = Renderer(settings.model, device=settings.device, dtype=settings.dtype,
+                        cuda_graphs=path.cuda_graphs, width_buckets=path.width_buckets)
+    if path.compile:
+        renderer.compile_in_background()
+    return renderer, path
+
+
 def worker_main(settings: WorkerSettings, requests: Any, results: Any, life: Any = None,
                 parent: int | None = None, stop: Any = None) -> None:
     """The worker process: load the model, then render requests until a None arrives. ``life``
@@ -295,10 +319,8 @@ def worker_main(settings: WorkerSettings, requests: Any, results: Any, life: Any
         os.nice(settings.nice)
     try:
         from riffbridge.errors import ModelNotFoundError
-        from riffbridge.render.riffuse import Renderer
 
-        renderer = Renderer(settings.model, device=settings.device, dtype=settings.dtype,
-                            cuda_graphs=settings.cuda_graphs)
+        renderer, path = open_renderer(settings)
     except ModelNotFoundError as exc:
         results.put(Failed(None, str(exc), fatal=True, source="worker"))
         return
@@ -309,7 +331,7 @@ def worker_main(settings: WorkerSettings, requests: Any, results: Any, life: Any
     from diffusers.utils import logging as diffusers_logging  # loaded with the model above
 
     diffusers_logging.set_verbosity_error()  # its per-cast notes are noise in the live log
-    results.put(Ready(settings.model, str(renderer.device), os.getpid()))
+    results.put(Ready(settings.model, str(renderer.device), os.getpid(), path.describe()))
     busy: list[LoopKey | None] = [None]
     threading.Thread(target=_heartbeat, args=(results, busy), name="riffbridge-heartbeat",
                      daemon=True).start()

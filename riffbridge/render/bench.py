@@ -33,6 +33,7 @@ class BenchConfig:
     channels_last: bool = False
     compile: bool = False
     cuda_graphs: bool = False
+    width_buckets: bool = False  # render as a loop (tiled in time) at the width's bucket
     audio: bool = True
 
 
@@ -72,6 +73,18 @@ def _device_name(renderer: Renderer) -> str:
     return f"{renderer.device.type} ({torch.get_num_threads()} threads)"
 
 
+def make_renderer(cfg: BenchConfig) -> Renderer:
+    model: Any = cfg.model
+    if model == "sd15-random":
+        from riffbridge.render.model import build_random_sd15
+        from riffbridge.torch_device import resolve_device
+
+        model = build_random_sd15(device=resolve_device(cfg.device))
+    return Renderer(model, device=cfg.device, dtype=cfg.dtype, max_batch=cfg.batch,
+                    sdpa=cfg.sdpa, channels_last=cfg.channels_last, compile_unet=cfg.compile,
+                    cuda_graphs=cfg.cuda_graphs, width_buckets=cfg.width_buckets)
+
+
 def run_bench(cfg: BenchConfig, renderer: Renderer | None = None) -> BenchResult:
     """Time ``cfg.runs`` renders of ``cfg.batch`` alphas after ``cfg.warmup`` untimed ones."""
     import torch
@@ -79,20 +92,13 @@ def run_bench(cfg: BenchConfig, renderer: Renderer | None = None) -> BenchResult
     from riffbridge.spectrogram import image_to_audio
 
     if renderer is None:
-        model: Any = cfg.model
-        if model == "sd15-random":
-            from riffbridge.render.model import build_random_sd15
-            from riffbridge.torch_device import resolve_device
-
-            model = build_random_sd15(device=resolve_device(cfg.device))
-        renderer = Renderer(model, device=cfg.device, dtype=cfg.dtype, max_batch=cfg.batch,
-                            sdpa=cfg.sdpa, channels_last=cfg.channels_last,
-                            compile_unet=cfg.compile, cuda_graphs=cfg.cuda_graphs)
+        renderer = make_renderer(cfg)
     image = seed_image(cfg.width)
     alphas = [i / max(cfg.batch, 1) for i in range(cfg.batch)]
     jobs = [RiffuseJob("funky jazz drums", "church organ", seed_a=1, seed_b=2, alpha=a,
                        denoise_a=cfg.denoise, guidance_a=cfg.guidance, steps=cfg.steps,
-                       width=cfg.width, seed_image=image, scheduler=cfg.scheduler)
+                       width=cfg.width, seed_image=image, scheduler=cfg.scheduler,
+                       tile_time=cfg.width_buckets)
             for a in alphas]
     sync = torch.cuda.synchronize if renderer.device.type == "cuda" else (lambda: None)
     text, unet, decode, total, audio = [], [], [], [], []
@@ -129,10 +135,75 @@ def run_bench(cfg: BenchConfig, renderer: Renderer | None = None) -> BenchResult
     )
 
 
+@dataclass(frozen=True)
+class DiffusersResult:
+    """diffusers' own StableDiffusionImg2ImgPipeline on the same components, device and jobs."""
+
+    pipeline: str
+    diffusers_version: str
+    render_ms: float  # median, the whole pipeline call (text, UNet steps, VAE decode)
+    s_per_clip: float  # render only (no image -> audio)
+    ours_render_ms: float
+    ours_s_per_clip: float  # riffbridge's render only, the same definition
+    ratio: float  # diffusers' time over riffbridge's: how many times faster riffbridge is
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def run_diffusers(cfg: BenchConfig, renderer: Renderer, ours: BenchResult) -> DiffusersResult:
+    """Time diffusers' StableDiffusionImg2ImgPipeline built from ``renderer``'s components (the
+    same UNet, VAE, text encoder, tokenizer, scheduler and attention processors, on the same
+    device in the same dtype) on the same seed image, prompt count, denoise, guidance and
+    steps: ``cfg.runs`` calls after ``cfg.warmup``. Run after riffbridge's own timing: the
+    renderer's time tiling is switched off first (diffusers' pipeline knows none)."""
+    import diffusers
+    import torch
+    from diffusers import StableDiffusionImg2ImgPipeline
+
+    renderer._set_tiling(False)
+    c = renderer.components
+    pipe: Any = StableDiffusionImg2ImgPipeline(
+        vae=c.vae, text_encoder=c.text_encoder, tokenizer=c.tokenizer, unet=c.unet,
+        scheduler=renderer._scheduler(cfg.scheduler), safety_checker=None,
+        feature_extractor=None, requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    image = seed_image(cfg.width).open()
+    sync = torch.cuda.synchronize if renderer.device.type == "cuda" else (lambda: None)
+    times = []
+    for i in range(cfg.warmup + cfg.runs):
+        generator = torch.Generator(renderer.device).manual_seed(1)
+        sync()
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            pipe(prompt=["funky jazz drums"] * cfg.batch, image=image, strength=cfg.denoise,
+                 guidance_scale=cfg.guidance, num_inference_steps=cfg.steps,
+                 generator=generator, output_type="pil")
+        sync()
+        if i >= cfg.warmup:
+            times.append(time.perf_counter() - t0)
+    render_ms = statistics.median(times) * 1e3
+    ours_per_clip = ours.render_ms / 1e3 / cfg.batch
+    return DiffusersResult(
+        pipeline="StableDiffusionImg2ImgPipeline", diffusers_version=diffusers.__version__,
+        render_ms=render_ms, s_per_clip=render_ms / 1e3 / cfg.batch,
+        ours_render_ms=ours.render_ms, ours_s_per_clip=ours_per_clip,
+        ratio=render_ms / ours.render_ms)
+
+
+def format_against(d: DiffusersResult) -> str:
+    return (f"riffbridge render          {d.ours_render_ms:9.1f} ms  {d.ours_s_per_clip:.3f} "
+            f"s/clip (render only)\n"
+            f"diffusers {d.diffusers_version} img2img {d.render_ms:9.1f} ms  {d.s_per_clip:.3f} "
+            f"s/clip (render only, the same components)\n"
+            f"ratio: riffbridge is {d.ratio:.2f}x diffusers")
+
+
 def variant_name(c: BenchConfig) -> str:
     return (f"{c.model} {c.dtype} b{c.batch} {c.scheduler} {c.steps}st"
             f"{' cl' if c.channels_last else ''}{' compile' if c.compile else ''}"
-            f"{' graphs' if c.cuda_graphs else ''}{'' if c.sdpa else ' no-sdpa'}")
+            f"{' graphs' if c.cuda_graphs else ''}{' buckets' if c.width_buckets else ''}"
+            f"{'' if c.sdpa else ' no-sdpa'}")
 
 
 def format_table(results: list[BenchResult]) -> str:

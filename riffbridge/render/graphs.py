@@ -31,6 +31,7 @@ class _Captured:
     sample: torch.Tensor
     timestep: torch.Tensor
     context: torch.Tensor
+    unet: Any = None
     graph: Any = None
     out: torch.Tensor | None = None
 
@@ -57,13 +58,15 @@ class GraphedUNet:
         self.captures = 0  # how many graphs were recorded, for tests and logs
 
     def __call__(self, sample: torch.Tensor, timestep: torch.Tensor, context: torch.Tensor,
-                 variant: Hashable = None) -> torch.Tensor:
+                 variant: Hashable = None, unet: Any = None) -> torch.Tensor:
+        """``unet``: another callable to record for this call (the compiled UNet once it is
+        ready); ``variant`` must then tell it apart from the default one."""
         timestep = torch.as_tensor(timestep, device=self.device)
         key = (tuple(sample.shape), sample.dtype, tuple(timestep.shape), timestep.dtype,
                tuple(context.shape), context.dtype, variant)
         cap = self._graphs.get(key)
         if cap is None:
-            cap = self._capture(sample, timestep, context)
+            cap = self._capture(sample, timestep, context, self.unet if unet is None else unet)
             self._graphs[key] = cap
             while len(self._graphs) > self.max_graphs:
                 _, old = self._graphs.popitem(last=False)
@@ -78,13 +81,13 @@ class GraphedUNet:
         return cap.out.clone()  # the next replay overwrites cap.out
 
     def _forward(self, cap: _Captured) -> torch.Tensor:
-        out: torch.Tensor = self.unet(cap.sample, cap.timestep,
-                                      encoder_hidden_states=cap.context).sample
+        out: torch.Tensor = cap.unet(cap.sample, cap.timestep,
+                                     encoder_hidden_states=cap.context).sample
         return out
 
-    def _capture(self, sample: torch.Tensor, timestep: torch.Tensor, context: torch.Tensor
-                 ) -> _Captured:
-        cap = _Captured(sample.clone(), timestep.clone(), context.clone())
+    def _capture(self, sample: torch.Tensor, timestep: torch.Tensor, context: torch.Tensor,
+                 unet: Any) -> _Captured:
+        cap = _Captured(sample.clone(), timestep.clone(), context.clone(), unet)
         # Warm-up on a side stream (cuDNN/cuBLAS choose kernels, torch.compile compiles) so
         # that nothing in the recorded region allocates workspaces or syncs for the first time.
         main = torch.cuda.current_stream(self.device)
@@ -95,7 +98,9 @@ class GraphedUNet:
                 self._forward(cap)
         main.wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        # thread_local: the background compiler's thread may run kernels meanwhile; only this
+        # thread's unsafe calls are refused during the recording.
+        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
             cap.out = self._forward(cap)
         cap.graph = graph
         self.captures += 1

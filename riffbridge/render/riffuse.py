@@ -26,6 +26,8 @@ from PIL import Image, UnidentifiedImageError
 
 from riffbridge import cancel
 from riffbridge.errors import AudioFileError, ConfigError, RenderError
+from riffbridge.render.buckets import bucket_width, crop_latents, pad_latents, padding
+from riffbridge.render.compiling import BackgroundCompiler, ShapeKey
 from riffbridge.render.components import Components
 from riffbridge.render.graphs import GraphedUNet, require_cuda
 from riffbridge.render.model import load_components, resolve_dtype
@@ -272,7 +274,7 @@ class Renderer:
     def __init__(self, model: str | Components = "tiny", *, device: str = "auto",
                  dtype: str = "auto", max_batch: int = 4, sdpa: bool = True,
                  channels_last: bool = False, compile_unet: bool = False,
-                 cuda_graphs: bool = False) -> None:
+                 cuda_graphs: bool = False, width_buckets: bool = False) -> None:
         if max_batch <= 0:
             raise ConfigError(f"max_batch must be >= 1, got {max_batch}")
         self.device = resolve_device(device)
@@ -293,6 +295,8 @@ class Renderer:
         self._unet_call: Any = comps.unet
         if compile_unet:
             self._unet_call = torch.compile(comps.unet)
+        self.width_buckets = width_buckets  # loops (tile_time) render at bucketed widths
+        self._compiler: BackgroundCompiler | None = None
         self._graphed: GraphedUNet | None = None
         if cuda_graphs:
             self._graphed = GraphedUNet(self._unet_call, self.device)
@@ -302,6 +306,57 @@ class Renderer:
         self._tiling = False
         self.timings: dict[str, float] = {}
         log.info("renderer: model %s on %s (%s)", comps.name, self.device, self.dtype)
+
+    # -- compiling off the critical path -------------------------------------------------------
+    def compile_in_background(self, compile: Callable[[Any], Any] | None = None
+                              ) -> BackgroundCompiler:
+        """Compile the UNet on a thread, per input shape, while renders run uncompiled; each
+        shape switches to its compiled call once that is ready (``compiling``). ``compile``:
+        ``torch.compile`` by default (tests pass a slow fake). Compiles twins of the UNet that
+        share its weights, one per time-tiling switch, so the compiler never sees the renderer
+        switch tiling under it."""
+        import contextlib
+        import copy
+        import itertools
+
+        if self._compiler is not None:
+            return self._compiler
+        fn: Callable[[Any], Any] = compile if compile is not None else torch.compile
+        unet = self.components.unet
+        twins = {}
+        for tiling in (False, True):
+            shared: dict[int, Any] = {id(t): t for t in itertools.chain(unet.parameters(),
+                                                                          unet.buffers())}
+            twin = copy.deepcopy(unet, shared)
+            set_time_tiling(twin, False)
+            set_time_tiling(twin, tiling)
+            twins[tiling] = twin
+
+        def warm(call: Any, key: ShapeKey) -> None:
+            shapes: Any = key[1]
+            sample_shape, sample_dtype, t_shape, t_dtype, ctx_shape, ctx_dtype = shapes
+            # On CUDA on a stream of its own: the render thread may be recording a graph.
+            stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
+            with torch.inference_mode(), (torch.cuda.stream(stream) if stream is not None
+                                          else contextlib.nullcontext()):
+                call(torch.zeros(sample_shape, dtype=sample_dtype, device=self.device),
+                     torch.full(t_shape, 500, dtype=t_dtype, device=self.device),
+                     encoder_hidden_states=torch.zeros(ctx_shape, dtype=ctx_dtype,
+                                                       device=self.device))
+            if stream is not None:
+                stream.synchronize()
+
+        self._compiler = BackgroundCompiler(lambda tiling: fn(twins[bool(tiling)]), warm)
+        return self._compiler
+
+    @property
+    def compiler(self) -> BackgroundCompiler | None:
+        return self._compiler
+
+    def close(self) -> None:
+        """Stop the background compiler (idempotent)."""
+        if self._compiler is not None:
+            self._compiler.close()
 
     # -- caches ------------------------------------------------------------------------------
     def text_embedding(self, prompt: str) -> torch.Tensor:
@@ -471,13 +526,19 @@ class Renderer:
                 keep = torch.stack([self._mask_latent(j, width) if j.mask is not None
                                     else torch.zeros(1, HEIGHT // 8, width // 8,
                                                      device=self.device) for j in jobs])
+        # Width buckets (loops only): the UNet sees the bucket's width, padded with the loop's
+        # own wrap-around; only the loop's columns are kept after each step.
+        left, right = padding(width, bucket_width(width)) if self.width_buckets and tile \
+            else (0, 0)
         sync()
         t2 = time.perf_counter()
 
         with torch.inference_mode():
             for t in timesteps:
                 model_in = sched.scale_model_input(torch.cat([latents, latents]), t)
-                pred = self._unet_forward(model_in.to(self.dtype), t, embeddings).float()
+                model_in = pad_latents(model_in.to(self.dtype), left, right)
+                pred = crop_latents(self._unet_forward(model_in, t, embeddings), left,
+                                    right).float()
                 pred_uncond, pred_cond = pred.chunk(2)
                 pred = pred_uncond + guidance * (pred_cond - pred_uncond)
                 latents = sched.step(pred, t, latents).prev_sample
@@ -492,7 +553,8 @@ class Renderer:
             arrays = pixels.permute(0, 2, 3, 1).cpu().numpy()
         t4 = time.perf_counter()
         self.timings = {"text_s": t1 - t0, "prepare_s": t2 - t1, "unet_s": t3 - t2,
-                        "unet_steps": float(len(timesteps)), "decode_s": t4 - t3}
+                        "unet_steps": float(len(timesteps)), "decode_s": t4 - t3,
+                        "unet_columns": float(width + LATENT_FACTOR * (left + right))}
         return [Image.fromarray(a, mode="RGB") for a in arrays]
 
     def _condition(self, job: RiffuseJob) -> torch.Tensor:
@@ -513,9 +575,17 @@ class Renderer:
 
     def _unet_forward(self, sample: torch.Tensor, t: torch.Tensor, context: torch.Tensor
                       ) -> torch.Tensor:
+        compiled = None
+        if self._compiler is not None:
+            t = torch.as_tensor(t, device=self.device)
+            key = (self._tiling, (tuple(sample.shape), sample.dtype, tuple(t.shape), t.dtype,
+                                  tuple(context.shape), context.dtype))
+            compiled = self._compiler.pick(key)
         if self._graphed is not None:
-            return self._graphed(sample, t, context, variant=self._tiling)
-        out: torch.Tensor = self._unet_call(sample, t, encoder_hidden_states=context).sample
+            return self._graphed(sample, t, context, variant=(self._tiling, compiled is not None),
+                                 unet=compiled)
+        call = self._unet_call if compiled is None else compiled
+        out: torch.Tensor = call(sample, t, encoder_hidden_states=context).sample
         return out
 
     def render_audio(self, jobs: Sequence[RiffuseJob], progress: Progress | None = None, *,

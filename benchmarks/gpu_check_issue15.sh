@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Issue 15's GPU checks in one go (about 10 minutes on an H100/H200; figures to $OUT or ./gpu15).
+# What it checks: the CUDA tests of the render path (graphs, the real background compile, width
+# buckets), the default path against diffusers in the same run, the levers one by one, and the
+# start to first sound with a cold and a warm compile cache. Run from the repository root.
+set -u
+OUT=${OUT:-gpu15}
+mkdir -p "$OUT"
+export HF_HUB_OFFLINE=1 PYTHONPATH=$PWD
+PY=${PY:-python}
+nvidia-smi --query-gpu=name,memory.total --format=csv > "$OUT/gpu.txt" 2>&1
+$PY -m pytest -q tests/test_render_speedups.py tests/test_render_compile.py \
+    tests/test_render_path.py > "$OUT/tests.txt" 2>&1; echo "tests rc $?" >> "$OUT/tests.txt"
+B="$PY -m riffbridge bench --random-weights --device cuda --steps 50 --runs 5"
+# The default path (graphs + compile, the compile before timing), and against diffusers.
+timeout 600 $B --against diffusers --json > "$OUT/default_vs_diffusers.json" 2>&1
+timeout 300 $B --batch 4 --against diffusers --json > "$OUT/default_b4_vs_diffusers.json" 2>&1
+timeout 300 $B --no-compile --json > "$OUT/graphs_only.json" 2>&1
+timeout 300 $B --no-compile --no-cuda-graphs --json > "$OUT/eager.json" 2>&1
+timeout 300 $B --width-buckets on --width 400 --json > "$OUT/bucket_400_in_448.json" 2>&1
+timeout 300 $B --width-buckets off --width 400 --json > "$OUT/exact_400.json" 2>&1
+# Start to first sound, cold and warm compile cache.
+timeout 900 $PY benchmarks/bench_startup.py --model sd15-random --device cuda --steps 50 \
+    --runs 1 > "$OUT/startup.txt" 2>&1
+nvidia-smi --query-gpu=memory.used --format=csv >> "$OUT/gpu.txt" 2>&1
+tail -n 3 "$OUT"/*.txt

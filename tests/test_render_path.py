@@ -1,0 +1,106 @@
+"""The render path: which of CUDA graphs, compile and width buckets run, and why.
+
+``choose_path`` is pure, so every machine is a literal ``Platform`` here (a CUDA box with and
+without Triton, an old torch, the CPU, MPS); the worker's use of it runs on this CPU.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from riffbridge.engine.worker import WorkerSettings, open_renderer
+from riffbridge.errors import ConfigError
+from riffbridge.render.path import (
+    Platform,
+    RenderOptions,
+    choose_path,
+    default_cache_dir,
+    torch_version_tuple,
+    use_compile_cache,
+)
+
+H200 = Platform("cuda", "2.11.0+cu130", cuda_graphs=True, triton=True)
+ENV = {"HOME": "/home/player"}
+
+
+def test_on_cuda_the_fast_path_is_the_default() -> None:
+    path = choose_path(H200, RenderOptions(), ENV)
+    assert (path.cuda_graphs, path.compile, path.width_buckets) == (True, True, True)
+    assert path.compile_cache == "/home/player/.cache/riffbridge/inductor"
+    assert path.describe() == (
+        "render path: cuda graphs on; compile in the background, uncompiled until ready "
+        "(cache /home/player/.cache/riffbridge/inductor); width buckets on (each new width "
+        "records or compiles)")
+
+
+@pytest.mark.parametrize("device", ["cpu", "mps"])
+def test_off_cuda_the_levers_are_accepted_and_reported_as_not_applying(device: str) -> None:
+    path = choose_path(Platform(device, "2.13.0+cpu"), RenderOptions(), ENV)
+    assert (path.cuda_graphs, path.compile, path.width_buckets, path.compile_cache) == (
+        False, False, False, None)
+    assert path.describe() == (
+        f"render path: cuda graphs do not apply on {device}; compile does not apply on "
+        f"{device}; width buckets off (a new width costs nothing here)")
+
+
+def test_opting_out_is_said_by_its_flag() -> None:
+    path = choose_path(H200, RenderOptions(cuda_graphs=False, compile=False), ENV)
+    assert (path.cuda_graphs, path.compile, path.width_buckets) == (False, False, False)
+    assert path.reasons == ("cuda graphs off (--no-cuda-graphs)", "compile off (--no-compile)",
+                            "width buckets off (a new width costs nothing here)")
+
+
+def test_graphs_alone_still_bucket_and_compile_alone_too() -> None:
+    assert choose_path(H200, RenderOptions(compile=False), ENV).width_buckets
+    assert choose_path(H200, RenderOptions(cuda_graphs=False), ENV).width_buckets
+    assert not choose_path(H200, RenderOptions(width_buckets="off"), ENV).width_buckets
+    cpu = choose_path(Platform("cpu", "2.13.0"), RenderOptions(width_buckets="on"), ENV)
+    assert cpu.width_buckets and cpu.reasons[-1] == "width buckets on"
+
+
+def test_a_cuda_machine_without_triton_or_with_an_old_torch_plays_uncompiled() -> None:
+    no_triton = choose_path(Platform("cuda", "2.11.0", cuda_graphs=True), RenderOptions(), ENV)
+    assert (no_triton.cuda_graphs, no_triton.compile) == (True, False)
+    assert "compile unavailable (triton is not installed)" in no_triton.reasons
+    old = choose_path(Platform("cuda", "2.1.2+cu121", cuda_graphs=True, triton=True),
+                      RenderOptions(), ENV)
+    assert not old.compile and "compile needs torch >= 2.2, have 2.1.2+cu121" in old.reasons
+    no_graphs = choose_path(Platform("cuda", "2.11.0", triton=True), RenderOptions(), ENV)
+    assert not no_graphs.cuda_graphs and no_graphs.compile
+    assert "cuda graphs unavailable in torch 2.11.0" in no_graphs.reasons
+
+
+def test_the_compile_cache_is_configurable_and_defaults_under_the_user_cache_dir(
+        tmp_path: object) -> None:
+    assert choose_path(H200, RenderOptions(compile_cache="/fast/disk"), ENV).compile_cache \
+        == "/fast/disk"
+    assert default_cache_dir({"XDG_CACHE_HOME": "/xdg", "HOME": "/h"}) == \
+        "/xdg/riffbridge/inductor"
+    env: dict[str, str] = {}
+    use_compile_cache(f"{tmp_path}/inductor", env)
+    assert env == {"TORCHINDUCTOR_CACHE_DIR": f"{tmp_path}/inductor",
+                   "TORCHINDUCTOR_FX_GRAPH_CACHE": "1", "TORCHINDUCTOR_AUTOGRAD_CACHE": "1"}
+
+
+def test_versions_and_bad_choices() -> None:
+    assert torch_version_tuple("2.11.0+cu130") == (2, 11)
+    assert torch_version_tuple("nightly") == (0, 0)
+    with pytest.raises(ConfigError, match="width_buckets must be one of auto, on, off, got 'x'"):
+        choose_path(H200, RenderOptions(width_buckets="x"))
+
+
+def test_the_worker_builds_its_renderer_on_the_chosen_path_on_this_cpu() -> None:
+    renderer, path = open_renderer(WorkerSettings("tiny", "cpu"))
+    assert path.describe().startswith("render path: cuda graphs do not apply on cpu")
+    assert renderer.compiler is None and not renderer.width_buckets
+    renderer, path = open_renderer(WorkerSettings("tiny", "cpu", width_buckets="on"))
+    assert renderer.width_buckets
+
+
+def test_the_worker_process_reports_its_path_when_ready() -> None:
+    from riffbridge.engine.worker import RenderWorker
+
+    with RenderWorker(WorkerSettings("tiny", "cpu")) as worker:
+        ready = worker.wait_ready(120)
+    assert ready.path.startswith("render path: cuda graphs do not apply on cpu; compile does "
+                                 "not apply on cpu")
