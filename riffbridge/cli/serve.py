@@ -223,6 +223,25 @@ def serve(conf: ServeConfig, stop: threading.Event, for_seconds: float | None = 
     return 0
 
 
+def _import_before_audio(conf: ServeConfig) -> None:
+    """Import what the inputs and the page need now, before the audio stream runs: an import
+    holds the GIL for long stretches (a whole web stack took the callback past its period, one
+    underrun at every start with the page on)."""
+    import importlib
+
+    modules = ["riffbridge.control.midi_port", "riffbridge.control.midi_map"]
+    if conf.web:
+        modules.append("riffbridge.web.server")
+    if conf.midi_in:
+        modules += ["mido", "mido.backends.rtmidi"]
+    if conf.clock == "link":
+        modules.append("aalink")
+    for name in modules:
+        # a missing optional package is reported by the part that needs it, with its fix
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
+
+
 def _run(conf: ServeConfig, hub: Hub, device: AudioDevice | None, folder: OutputFolder | None,
          stop: threading.Event, for_seconds: float | None, shutdown: Shutdown | None) -> bool:
     """Start everything, run until ``stop``, stop it all; whether it got to run."""
@@ -239,6 +258,7 @@ def _run(conf: ServeConfig, hub: Hub, device: AudioDevice | None, folder: Output
     from riffbridge.outputs.writer import LoopWriter
     from riffbridge.state import Play
 
+    _import_before_audio(conf)
     rate = round(device.default_samplerate) if device is not None else 44100
     events: queue.Queue[Event] = queue.Queue()
     # The engine takes the writer's callbacks: a written file can be announced (/rb/clip), and a
