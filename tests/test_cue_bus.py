@@ -98,7 +98,8 @@ def test_cue_bus_plays_the_candidate_in_time_and_commit_lands_on_the_quantum() -
     hub.add_listener(engine.post)
     with EventLog(hub, engine.events) as events, \
             PacedStream(RATE, device, channels=4, blocksize=512), engine:
-        wait_for(lambda: player.applied_token >= 1, 90, "the first loop")
+        # the engine notes a switch on its turn after the callback applied it
+        wait_for(lambda: engine.sounded, 90, "the first loop, noted")
         master = engine.sounded[-1][2]
         assert master is not None
         hub.submit(CueAlpha(1.0))

@@ -236,7 +236,8 @@ def test_engine_cue_xy_loops_the_point_on_the_cue_bus_and_commit_moves_the_maste
     hub, player, device, engine = _running(state)
     with EventLog(hub, engine.events) as events, \
             PacedStream(RATE, device, channels=4, blocksize=512), engine:
-        wait_for(lambda: player.applied_token >= 1, 90, "the first loop")
+        # the engine notes a switch on its turn after the callback applied it
+        wait_for(lambda: engine.sounded, 90, "the first loop, noted")
         master = engine.sounded[-1][2]
         assert master is not None
         hub.submit(CueXY(1.0, 1.0))
@@ -261,7 +262,8 @@ def test_engine_cue_weights_loops_the_mix_on_the_cue_bus_and_commit_sets_the_wei
     hub, player, device, engine = _running(state)
     with EventLog(hub, engine.events) as events, \
             PacedStream(RATE, device, channels=4, blocksize=512), engine:
-        wait_for(lambda: player.applied_token >= 1, 90, "the first loop")
+        # the engine notes a switch on its turn after the callback applied it
+        wait_for(lambda: engine.sounded, 90, "the first loop, noted")
         master = engine.sounded[-1][2]
         assert master is not None
         hub.submit(CueWeights((0.5, 0.0, 0.5)))
