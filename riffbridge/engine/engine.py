@@ -214,10 +214,8 @@ class Engine:
         self._inbox: queue.Queue[_Input] = queue.Queue()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._segment: Segment | None = None  # what the last cue plays
-        self._before_pending: Segment | None = None  # what plays until the pending cue
         self._pending: Cue | None = None  # the last cue issued, maybe not yet sounded
-        self._cues: dict[int, Cue] = {}  # token -> the last cues issued
+        self._cues: dict[int, Cue] = {}  # token -> the last cues issued, and the one that plays
         self._renders = 0
         self._last_render_s = 0.0
         self._errors = 0
@@ -416,20 +414,22 @@ class Engine:
         self._prepare_s = max(took, self._prepare_s * PREPARE_DECAY)
 
     def _prepare(self, decision: CueDecision, after: int) -> None:
-        """The cue's audio, faded from what plays after switch ``after`` (the player's last
-        applied one when the core decided)."""
+        """The cue's audio, faded from what switch ``after`` plays (the player's last applied
+        one when the core decided: the pending cue when it sounded, else the one it replaces
+        started from there too). The player drops the cue if another switch sounded since."""
         choice, segment = decision.choice, None
         if choice is not None:
             high = None if choice.high is None else self._frames(choice.high)
             segment = build_segment(decision, self._frames(choice.low), high)
-        base = self._before_pending if decision.replaces else self._segment
+        known = self._cues.get(after)
+        base = known.then if known is not None else self.player.playing if after else None
         cue = prepare_cue(base, segment, decision.at, decision.fade, decision.token,
                           self.player.channels, after)
-        if not decision.replaces:
-            self._before_pending = self._segment
-        self._segment = segment
         self._pending = cue
-        self._cues = {t: c for t, c in self._cues.items() if t > decision.token - DECISIONS_KEPT}
+        # the recent cues, and the one that plays (a knob that keeps moving replaces the
+        # pending cue every turn: the one that plays may be many tokens back)
+        self._cues = {t: c for t, c in self._cues.items()
+                      if t > decision.token - DECISIONS_KEPT or t == after}
         self._cues[decision.token] = cue
         self._decisions = {t: d for t, d in self._decisions.items()
                            if t > decision.token - DECISIONS_KEPT}
@@ -457,11 +457,8 @@ class Engine:
         pending, player = self._pending, self.player
         if pending is None or player.dropped_token != pending.token:
             return
-        applied = self._cues.get(player.applied_token)
-        playing = applied.then if applied is not None else player.playing
         self._core.on_dropped(pending.token, player.applied_token, player.applied_at)
-        self._segment = self._before_pending = playing
-        self._pending = applied
+        self._pending = self._cues.get(player.applied_token)
         log.info("a switch sounded while the next one was prepared: cueing again from it")
 
     def _note_applied(self) -> None:
