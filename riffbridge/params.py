@@ -289,6 +289,10 @@ PARAMS: tuple[Param, ...] = (
           choices=("fast", "high")),
     Param("blocksize", "int", 512, "audio block", unit="frames", minimum=32, maximum=8192,
           metavar="FRAMES"),
+    Param("audio_ahead", "float", 150.0, "audio queued ahead of the device, played by a C "
+          "callback that never waits for Python (0: fill from a Python callback, the least "
+          "latency but it underruns when a busy machine holds Python up)", unit="ms",
+          minimum=0.0, maximum=2000.0, metavar="MS"),
     Param("autoplay", "bool", True, "sound as soon as a loop is ready (false: wait for "
           "/rb/play)", flag="--no-autoplay"),
     Param("grid", "int", 8, "alpha points rendered per unit: 8 renders 0, 1/8, ... 1",

@@ -77,9 +77,12 @@ def test_cue_bus_on_its_own_ports_master_unchanged_until_commit_on_the_bar(case:
     before = recorder.outputs()
     try:
         with EventLog(hub, engine.events), \
-                DeviceStream(jack_device(), RATE, player.fill, blocksize=1024):
+                DeviceStream(jack_device(), RATE, player.fill, blocksize=1024, ahead_s=0):
+            # direct, both, as serve plays --cue-out (the cue stream finds the master's
+            # block of the same cycle by the time of its callback)
             master_ports = sorted(recorder.outputs() - before)
-            with DeviceStream(jack_device(), RATE, player.fill_cue, blocksize=1024):
+            with DeviceStream(jack_device(), RATE, player.fill_cue, blocksize=1024,
+                              ahead_s=0):
                 cue_ports = sorted(recorder.outputs() - before - set(master_ports))
                 assert len(master_ports) == 2 and len(cue_ports) == 2, (master_ports, cue_ports)
                 for src, dst in zip(master_ports + cue_ports, recorder.ports, strict=True):

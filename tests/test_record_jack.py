@@ -11,9 +11,6 @@ fall on the same samples and whose samples are the recording's.
 from __future__ import annotations
 
 import io
-import shutil
-import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -21,6 +18,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from engine_helpers import EventLog, wait_for
+from jack_capture import NO_CAPTURE, JackCapture, capture_missing, output_ports
 from jack_check import NO_JACK, jack_device, jack_running
 
 from riffbridge.cli import main
@@ -40,20 +38,8 @@ RUN_S = 30.0
 pytestmark = [
     pytest.mark.jack,
     pytest.mark.skipif(not jack_running(), reason=NO_JACK),
-    pytest.mark.skipif(shutil.which("jack_capture") is None,
-                       reason="jack_capture is not installed (apt-get install jack-capture)"),
+    pytest.mark.skipif(capture_missing(), reason=NO_CAPTURE),
 ]
-
-
-def _output_ports() -> set[str]:
-    out = subprocess.run(["jack_lsp", "-p"], capture_output=True, text=True, timeout=10).stdout
-    ports, name = set(), None
-    for line in out.splitlines():
-        if not line.startswith((" ", "\t")):
-            name = line.strip()
-        elif "output" in line and name and not name.startswith("system:"):
-            ports.add(name)
-    return ports
 
 
 def _as_24_bit(audio: np.ndarray, rate: int) -> np.ndarray:
@@ -81,17 +67,13 @@ def test_record_agrees_with_jack_capture_and_replays(tmp_path: Path) -> None:
                     recorder=Recorder)
     hub.add_listener(engine.post)
     events = EventLog(hub, engine.events).start()
-    before = _output_ports()
+    before = output_ports()
     capture = None
     try:
         with DeviceStream(jack_device(), RATE, player.fill, blocksize=1024):
-            ours = sorted(_output_ports() - before)
+            ours = sorted(output_ports() - before)
             assert len(ours) == 2, f"cannot tell PortAudio's ports apart: {ours}"
-            capture = subprocess.Popen(
-                ["jack_capture", "--daemon", "-B", "60",
-                 "--port", ours[0], "--port", ours[1], str(captured)],
-                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            time.sleep(1.0)  # jack_capture connects
+            capture = JackCapture(ours, captured).start()
             engine.start()
             wait_for(lambda: player.applied_token >= 1, 90, "the first loop")
             underruns = player.underruns
@@ -109,10 +91,9 @@ def test_record_agrees_with_jack_capture_and_replays(tmp_path: Path) -> None:
             wait_for(lambda: player.tap is None, 10, "the recording to stop")
             underruns = player.underruns - underruns
             time.sleep(0.5)
-            capture.send_signal(signal.SIGINT)
-            capture.wait(20)
+            theirs_float = capture.stop()
     finally:
-        if capture is not None and capture.poll() is None:
+        if capture is not None:
             capture.kill()
         engine.close()
         events.close()
@@ -120,8 +101,7 @@ def test_record_agrees_with_jack_capture_and_replays(tmp_path: Path) -> None:
 
     ours_rec, rate = sf.read(record, dtype="int32")
     assert sf.info(captured).subtype == "FLOAT"  # jack_capture keeps JACK's float samples
-    theirs_float, rate2 = sf.read(captured, dtype="float32")
-    assert rate == rate2 == RATE
+    assert rate == sf.info(captured).samplerate == RATE
     theirs = _as_24_bit(theirs_float, RATE)  # quantized as the recorder quantizes
     # Align on the first sound (both recorders started in silence), then every sample agrees.
     offset = _first_sound(theirs) - _first_sound(ours_rec)

@@ -493,3 +493,21 @@ def test_a_frame_over_the_size_limit_closes_only_that_page(hub: Hub, web: WebSer
     assert hub.state.prompt_a == EngineState().prompt_a
     page.send("/rb/alpha", 0.625)
     assert page.state(lambda s: s["alpha"] == 0.625)
+
+
+def test_the_page_is_told_the_frame_that_sounds_not_the_frame_filled_ahead():
+    """A buffered stream fills ``audio_ahead`` before the sound: the playhead the page draws
+    follows the player's stamp (a block's first frame and when it reaches the device), carried
+    forward at the audio rate, and never passes what has been filled."""
+    from riffbridge.engine.player import Player
+    from riffbridge.web.face import sounding_frame
+
+    player = Player()
+    player.frame = 5000
+    assert sounding_frame(player, 44100, 123.0) == 5000  # nothing played yet: no stamp
+    player.stamp[0], player.stamp[1] = 1000, 100.0  # frame 1000 reaches the device at t=100
+    player.frame = 1000 + 6615  # 150 ms filled ahead of it
+    assert sounding_frame(player, 44100, 100.0) == 1000
+    assert sounding_frame(player, 44100, 100.05) == 1000 + 2205
+    assert sounding_frame(player, 44100, 101.0) == 1000 + 6615  # never past what is filled
+    assert sounding_frame(player, 44100, 99.0) == 0  # stamped in the future: not negative

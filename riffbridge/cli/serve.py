@@ -287,8 +287,11 @@ def _run(conf: ServeConfig, hub: Hub, device: AudioDevice | None, folder: Output
         if conf.cue_out:  # the cue bus on a device of its own, on the same clock
             from riffbridge.outputs.devices import find_output
 
+            # Direct, as the master is then: the cue stream starts its count on the master's
+            # block of the same cycle, which only two direct callbacks can tell (_ahead_s).
             stack.enter_context(DeviceStream(find_output(conf.cue_out).index, rate,
-                                             player.fill_cue, blocksize=conf.blocksize))
+                                             player.fill_cue, blocksize=conf.blocksize,
+                                             ahead_s=0.0))
         if writer is not None:
             stack.callback(writer.close)  # closes before the stream: files finish first
         try:
@@ -338,12 +341,25 @@ def _master_stream(conf: ServeConfig, device: AudioDevice, rate: int, player: An
     from riffbridge.outputs.audio_stream import DeviceStream
 
     if not conf.cue_channels:
-        return DeviceStream(device.index, rate, player.fill, blocksize=conf.blocksize)
+        return DeviceStream(device.index, rate, player.fill, blocksize=conf.blocksize,
+                            ahead_s=_ahead_s(conf))
     from riffbridge.outputs.cue_bus import ChannelSplit, parse_cue_channels
 
     split = ChannelSplit(player, parse_cue_channels(conf.cue_channels))
     return DeviceStream(device.index, rate, split, channels=split.channels,
-                        blocksize=conf.blocksize)
+                        blocksize=conf.blocksize, ahead_s=_ahead_s(conf))
+
+
+def _ahead_s(conf: ServeConfig) -> float:
+    """How far ahead the master's stream fills (``audio_ahead``). With the cue bus on a device
+    of its own (``--cue-out``) both streams fill in their callbacks: the cue stream finds the
+    master's frame by the time of the master's last callback, which a ring in between hides."""
+    if conf.cue_out:
+        if conf.audio_ahead > 0:
+            log.info("--cue-out: both streams play direct (audio_ahead %g ms unused); "
+                     "--cue-channels on one device keeps the buffered stream", conf.audio_ahead)
+        return 0.0
+    return float(conf.audio_ahead) / 1000.0
 
 
 def _open_midi(conf: ServeConfig, hub: Hub, clocks: ClockSources,
@@ -386,6 +402,7 @@ def _print_block(conf: ServeConfig, ready: Any, stream: Any, rate: int, osc: Any
         f"  model    {conf.model} on {ready.device if ready else conf.device}",
         f"  render   {ready.path.removeprefix('render path: ') if ready and ready.path else '?'}",
         f"  audio    {stream.name} at {rate} Hz, block {conf.blocksize}"
+        + (f", {_mode_words(stream)}" if getattr(stream, "mode", "") else "")
         + (f", thread {scheduling}" if scheduling not in ("", "unknown") else ""),
         f"  osc      listening on {host}:{port}, replies to port {conf.reply_port}",
         f"  midi     {midi}",
@@ -399,6 +416,12 @@ def _print_block(conf: ServeConfig, ready: Any, stream: Any, rate: int, osc: Any
         f"  page     {page}",
     ]
     print("riffbridge is running (Ctrl-C to stop)\n" + "\n".join(lines), flush=True)
+
+
+def _mode_words(stream: Any) -> str:
+    if stream.mode == "buffered":
+        return f"{stream.ahead_s * 1000:g} ms ahead (C callback)"
+    return "direct (Python callback)"
 
 
 def _cue_line(conf: ServeConfig) -> str:

@@ -216,7 +216,7 @@ class Face:
             rendered_xy=[list(p) for p in s.rendered_xy],
             wanted_xy=[list(p) for p in s.wanted_xy],
             rendering_xy=None if s.rendering_xy is None else list(s.rendering_xy),
-            rate=engine.rate, frame=int(player.frame), bpm=grid.bpm,
+            rate=engine.rate, frame=sounding_frame(player, engine.rate, now), bpm=grid.bpm,
             anchor_frame=grid.anchor_frame, anchor_beat=grid.anchor_beat,
             loop=self._segment(player.playing), next=None)
         cue = player.cue
@@ -265,3 +265,14 @@ class Face:
             self.wake()
 
         future.add_done_callback(done)
+
+
+def sounding_frame(player: Any, rate: int, now: float) -> int:
+    """The frame that sounds at ``now`` (monotonic): the player's stamp (a block's first frame
+    and when it reaches the device callback) carried forward at the audio rate, never past what
+    has been filled. With a buffered stream the filled frame runs ``audio_ahead`` ahead of the
+    sound; the page's playhead follows the sound."""
+    stamp_frame, stamp_time = player.stamp
+    if stamp_time <= 0.0:  # nothing played yet
+        return int(player.frame)
+    return int(min(player.frame, max(0, round(stamp_frame + (now - stamp_time) * rate))))
