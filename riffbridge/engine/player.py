@@ -1,7 +1,9 @@
 """The playhead: what the audio callback plays, and the engine-side preparation of switches.
 
-The callback (``Player.fill``) only copies: from the looping ``Segment`` that is playing, and,
-at a cued frame, from a ``Cue``'s prepared crossfade into its next segment. It allocates nothing,
+The callback (``Player.fill``: called by the device's callback, or, buffered, by the feeder
+thread that keeps the C callback's ring full, ``outputs/audio_stream.py``) only copies: from
+the looping ``Segment`` that is playing, and, at a cued frame, from a ``Cue``'s prepared
+crossfade into its next segment. It allocates nothing,
 takes no lock, logs nothing. The engine thread is the only writer of ``cue`` (one reference
 swap); the callback is the only writer of ``playing``, ``frame`` and the counters. Two more
 references the engine swaps: ``tap`` (the set recorder's ring: each played block is copied into
