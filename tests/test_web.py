@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import pytest
 from engine_helpers import wait_for
+from osc_helpers import Listener
 from pythonosc.udp_client import SimpleUDPClient
-from test_control_osc import Listener
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
@@ -179,11 +179,6 @@ class Page:
 
     def close(self) -> None:
         self.ws.close()
-
-
-@pytest.fixture
-def hub() -> Hub:
-    return Hub(pattern_names=["four-on-the-floor", "breakbeat"])
 
 
 @pytest.fixture
