@@ -22,9 +22,11 @@ class Listener:
         self.port = self.sock.getsockname()[1]
 
     def get(self, timeout: float = 5.0) -> tuple[str, list[Any]]:
+        """The next datagram: one message (the server sends no bundles), its address and
+        arguments."""
         self.sock.settimeout(timeout)
-        messages, _ = decode(self.sock.recv(65536))
-        return messages[0].address, list(messages[0].args)
+        (message,), _ = decode(self.sock.recv(65536))
+        return message.address, list(message.args)
 
     def wait_for(self, address: str, timeout: float = 5.0) -> list[Any]:
         deadline = time.monotonic() + timeout
