@@ -1,7 +1,8 @@
 """Shared helpers for the engine tests: a running engine with the tiny model in a real render
 worker, wired as `riffbridge serve` wires it (hub -> ``engine.post``, the engine's events ->
 the control side's feedback), and a record of every event the engine put out; the same on a
-4-channel device with the cue bus on channels 3-4, and the checks of a committed cue."""
+4-channel device with the cue bus on channels 3-4, and the checks of a committed cue; the
+common part of the stand-ins for the render worker (``StandInWorker``)."""
 
 from __future__ import annotations
 
