@@ -9,7 +9,6 @@ widths interleaved (on a shared machine the fastest run is the least disturbed o
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import statistics
@@ -17,6 +16,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench_args import model_parser
 
 from riffbridge.loops.tempo import loop_frames, render_width
 from riffbridge.render.buckets import bucket_width
@@ -34,12 +35,7 @@ def sweep() -> dict[str, float]:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default="tiny")
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--runs", type=int, default=5)
-    args = ap.parse_args()
+    args = model_parser(steps=20, runs=5).parse_args()
     logging.basicConfig(level=logging.WARNING)
     s = sweep()
     print(f"sweep: {s['loops']} loops (60..200 BPM by 0.25, 1/2/4 bars): {s['widths']} widths "

@@ -29,6 +29,8 @@ import threading
 import time
 from pathlib import Path
 
+from bench_args import model_parser
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -79,11 +81,7 @@ def one_start(args: argparse.Namespace, cache: Path, out: Path) -> dict[str, flo
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default="tiny")
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--steps", type=int, default=10)
-    ap.add_argument("--runs", type=int, default=2)
+    ap = model_parser(steps=10, runs=2)
     ap.add_argument("--limit", type=float, default=600.0, help="give up on a start after this")
     args = ap.parse_args()
     results: dict[str, list[dict[str, float | str]]] = {"cold": [], "warm": []}

@@ -8,11 +8,11 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from osc_helpers import Listener, free_udp_port
 from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
 from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.udp_client import SimpleUDPClient
@@ -23,7 +23,6 @@ from riffbridge.control.osc_server import (
     ERRORS_BURST,
     MAX_PACKET_BYTES,
     OscServer,
-    decode,
     encode,
 )
 from riffbridge.control.routes import route
@@ -33,68 +32,6 @@ from riffbridge.state import EngineState, Play, Render, SetParam, apply
 LIBLO = shutil.which("oscsend") and shutil.which("oscdump")
 needs_liblo = pytest.mark.skipif(
     not LIBLO, reason="liblo-tools (oscsend/oscdump) not installed: apt-get install liblo-tools")
-
-
-class Listener:
-    """A UDP socket on an ephemeral loopback port: where replies and pushes arrive."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-
-    def get(self, timeout: float = 5.0) -> tuple[str, list[Any]]:
-        self.sock.settimeout(timeout)
-        messages, _ = decode(self.sock.recv(65536))
-        return messages[0].address, list(messages[0].params)
-
-    def wait_for(self, address: str, timeout: float = 5.0) -> list[Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            got, args = self.get(max(0.01, deadline - time.monotonic()))
-            if got == address:
-                return args
-        raise AssertionError(f"no {address} within {timeout} s")
-
-    def drain(self) -> int:
-        """Throw away what has arrived; how many datagrams that was."""
-        self.sock.setblocking(False)
-        n = 0
-        try:
-            while True:
-                self.sock.recv(65536)
-                n += 1
-        except BlockingIOError:
-            return n
-        finally:
-            self.sock.setblocking(True)
-
-    def nothing(self, wait: float = 0.3) -> bool:
-        self.sock.settimeout(wait)
-        try:
-            self.sock.recv(65536)
-        except TimeoutError:
-            return True
-        return False
-
-
-@pytest.fixture
-def replies() -> Iterator[Listener]:
-    listener = Listener()
-    yield listener
-    listener.sock.close()
-
-
-@pytest.fixture
-def hub() -> Hub:
-    return Hub(pattern_names=["four-on-the-floor", "breakbeat"])
-
-
-@pytest.fixture
-def server(hub: Hub, replies: Listener) -> Iterator[OscServer]:
-    with OscServer(hub, host="127.0.0.1", port=0, reply_port=replies.port) as srv:
-        yield srv
 
 
 @pytest.fixture
@@ -364,14 +301,6 @@ def test_route_is_pure_and_needs_no_socket() -> None:
 
 # ---- liblo: an independent OSC implementation --------------------------------------------------
 
-def _free_port() -> int:
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def oscsend(port: int, address: str, types: str = "", *values: str) -> None:
     subprocess.run(["oscsend", "127.0.0.1", str(port), address, types, *values], check=True,
                    timeout=10, capture_output=True)
@@ -380,7 +309,7 @@ def oscsend(port: int, address: str, types: str = "", *values: str) -> None:
 @needs_liblo
 def test_liblo_oscsend_sets_and_oscdump_receives_the_answer(tmp_path: Path) -> None:
     hub = Hub(pattern_names=["four-on-the-floor"])
-    dump_port = _free_port()
+    dump_port = free_udp_port()
     log_file = tmp_path / "oscdump.txt"
     with log_file.open("w") as out:
         dump = subprocess.Popen(["oscdump", "-L", str(dump_port)], stdout=out,

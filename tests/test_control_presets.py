@@ -7,20 +7,20 @@ import errno
 import json
 import math
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import mido
 import pytest
+from osc_helpers import Listener
 from pythonosc.udp_client import SimpleUDPClient
 
 from riffbridge import fsutil
 from riffbridge.control.hub import Hub
 from riffbridge.control.midi_map import MidiMapper, parse_map
 from riffbridge.control.midi_port import MidiControl
-from riffbridge.control.osc_server import OscServer, decode
+from riffbridge.control.osc_server import OscServer
 from riffbridge.control.osc_spec import OSC_SPEC
 from riffbridge.control.presets import PresetStore, tomllib  # tomli on Python 3.10
 from riffbridge.errors import ConfigError, ControlError
@@ -94,23 +94,18 @@ def test_a_bad_preset_file_is_refused_at_load(tmp_path: Path, text: str, fragmen
     assert fragment in str(info.value)
 
 
-def test_recall_by_osc_and_by_program_change(tmp_path: Path) -> None:
+def test_recall_by_osc_and_by_program_change(tmp_path: Path, replies: Listener) -> None:
     path = tmp_path / "p.toml"
     path.write_text('[presets.dub]\nprompt_a = "dub techno"\nalpha = 0.5\n', encoding="utf-8")
     hub = Hub(presets=PresetStore(path))
-    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    rx.bind(("127.0.0.1", 0))
-    rx.settimeout(5)
-    with OscServer(hub, port=0, reply_port=rx.getsockname()[1]) as server:
+    with OscServer(hub, port=0, reply_port=replies.port) as server:
         client = SimpleUDPClient(*server.address)
         client.send_message("/rb/preset", "dub")
         client.send_message("/rb/alpha", [])
-        [answer], _ = decode(rx.recv(65536))
-        assert (answer.address, answer.params) == ("/rb/alpha", [0.5])
+        assert replies.get() == ("/rb/alpha", [0.5])
         client.send_message("/rb/preset", "nope")
-        [error], _ = decode(rx.recv(65536))
-        assert error.address == "/rb/error" and "no preset named 'nope'" in error.params[1]
-    rx.close()
+        address, args = replies.get()
+        assert address == "/rb/error" and "no preset named 'nope'" in args[1]
     hub.submit(SetParam("alpha", 0.0))
     control = MidiControl(hub, MidiMapper(parse_map({"program": [{"program": 5,
                                                                   "preset": "dub"}]})))

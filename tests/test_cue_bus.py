@@ -6,24 +6,17 @@ from __future__ import annotations
 import threading
 import time
 
-import numpy as np
 import pytest
-from engine_helpers import EventLog, wait_for
+from engine_helpers import RATE, check_commit, running_cue_engine, wait_for
 
-from riffbridge.control.hub import Change, Hub
+from riffbridge.control.hub import Change
 from riffbridge.control.routes import Do, route
 from riffbridge.engine.core import EngineCore
-from riffbridge.engine.engine import Engine, EngineSettings
 from riffbridge.engine.plan import key_for
-from riffbridge.engine.player import Player
-from riffbridge.engine.worker import RenderWorker, WorkerSettings
 from riffbridge.errors import ConfigError, ControlError
 from riffbridge.events import CuePlaying, EngineError, Request
-from riffbridge.outputs.audio_stream import PacedStream
-from riffbridge.outputs.cue_bus import ChannelSplit, parse_cue_channels
+from riffbridge.outputs.cue_bus import parse_cue_channels
 from riffbridge.state import Command, CueAlpha, CueCommit, EngineState, SetParam, apply
-
-RATE = 44100
 
 
 def _change(core: EngineCore, command: Command) -> Change:
@@ -71,66 +64,20 @@ def test_cue_commands_are_checked() -> None:
             parse_cue_channels(bad)
 
 
-class FourChannels:
-    """The device callback for a 4-channel device, keeping every block it plays."""
-
-    def __init__(self, player: Player) -> None:
-        self.split = ChannelSplit(player, (3, 4))
-        self.player = player
-        self.blocks: list[tuple[int, np.ndarray]] = []
-
-    def __call__(self, out: np.ndarray, now: float, underrun: bool) -> None:
-        frame = self.player.frame
-        self.split(out, now, underrun)
-        self.blocks.append((frame, out.copy()))
-
-    def audio(self) -> tuple[int, np.ndarray]:
-        return self.blocks[0][0], np.concatenate([b for _, b in self.blocks])
-
-
 def test_cue_bus_plays_the_candidate_in_time_and_commit_lands_on_the_quantum() -> None:
     state = EngineState(steps=2, bars=1, playing=True, quantum="bar", xfade=0.05)
-    hub = Hub(state)
-    player = Player()
-    device = FourChannels(player)
-    engine = Engine(state, player, RATE, EngineSettings(),
-                    worker=RenderWorker(WorkerSettings("tiny", "cpu")), block=512)
-    hub.add_listener(engine.post)
-    with EventLog(hub, engine.events) as events, \
-            PacedStream(RATE, device, channels=4, blocksize=512), engine:
-        # the engine notes a switch on its turn after the callback applied it
-        wait_for(lambda: engine.sounded, 90, "the first loop, noted")
-        master = engine.sounded[-1][2]
-        assert master is not None
+    with running_cue_engine(state) as live:
+        hub, player = live.hub, live.player
         hub.submit(CueAlpha(1.0))
         cue = wait_for(lambda: player.cue_bus, 90, "the candidate on the cue bus")
-        heard = wait_for(lambda: events.of(CuePlaying), 5, "/rb/cue/playing")
+        heard = wait_for(lambda: live.log.of(CuePlaying), 5, "/rb/cue/playing")
         assert heard[0].alpha == 1.0
         time.sleep(1.0)
         tokens = player.applied_token
         hub.submit(CueCommit())
         wait_for(lambda: player.applied_token > tokens, 10, "the commit to sound")
         time.sleep(2.5)
-    _, at, committed = engine.sounded[-1]
+    committed = live.engine.sounded[-1][2]
     assert committed is not None and committed.label == "alpha 1"
-    start, audio = device.audio()
-    # the cue bus (3-4) played the candidate on the master's frames, at the grid's phase
-    cue_range = np.nonzero(np.any(audio[:, 2:4] != 0, axis=1))[0]
-    assert cue_range.size > RATE // 2
-    first, last = int(cue_range[0]), int(cue_range[-1])
-    frames = np.arange(start + first, start + last + 1)
-    assert np.array_equal(audio[first:last + 1, 2:4], cue.window(frames[0], frames.size))
-    # ... and it is the loop the master plays after the commit, on the same phase
-    assert np.array_equal(cue.audio, committed.audio) and cue.origin % cue.audio.shape[0] == \
-        committed.origin % committed.audio.shape[0]
-    # the master (1-2) was the loop it played until the switch, unchanged by the audition
-    before = np.arange(start + first, at)
-    assert np.array_equal(audio[first:at - start, 0:2], master.window(before[0], before.size))
-    # the committed loop starts on a bar line
-    grid = engine.grid
-    bar_position = grid.beat_at(at) / 4
-    assert bar_position == pytest.approx(round(bar_position), abs=1e-6)
-    fade = round(0.05 * RATE)
-    after = audio[at - start + fade:at - start + fade + RATE, 0:2]
-    assert np.array_equal(after, committed.window(at + fade, after.shape[0]))
+    check_commit(live, cue, after_frames=RATE)
     assert threading.active_count() < 50

@@ -5,28 +5,21 @@ whose 4-channel device has the master on 1-2 and the cue bus on 3-4."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
 import pytest
-from engine_helpers import EventLog, wait_for
+from engine_helpers import RATE, check_commit, running_cue_engine, wait_for
+from osc_helpers import Listener
 from pythonosc.udp_client import SimpleUDPClient
-from test_control_osc import Listener
-from test_cue_bus import FourChannels
 
 from riffbridge.control.feedback import to_osc
 from riffbridge.control.hub import Change, Hub
 from riffbridge.control.osc_server import OscServer
 from riffbridge.control.routes import Do, route
 from riffbridge.engine.core import EngineCore
-from riffbridge.engine.engine import Engine, EngineSettings
 from riffbridge.engine.plan import key_for
-from riffbridge.engine.player import Player
-from riffbridge.engine.worker import RenderWorker, WorkerSettings
 from riffbridge.errors import ControlError
 from riffbridge.events import CuePlaying, Request
-from riffbridge.outputs.audio_stream import PacedStream
 from riffbridge.state import (
     Command,
     CueAlpha,
@@ -39,8 +32,6 @@ from riffbridge.state import (
     apply,
 )
 from riffbridge.web import protocol
-
-RATE = 44100
 
 
 def _change(core: EngineCore, command: Command) -> Change:
@@ -164,13 +155,6 @@ def test_the_cue_forms_route_and_are_checked() -> None:
             apply(EngineState(), bad)
 
 
-@pytest.fixture
-def replies() -> Iterator[Listener]:
-    listener = Listener()
-    yield listener
-    listener.sock.close()
-
-
 @pytest.mark.parametrize(("address", "args", "fragment"), [
     ("/rb/cue/xy", [0.5, float("nan")], "/rb/cue/xy y must be a finite number in [0, 1], "
                                         "got nan"),
@@ -201,78 +185,38 @@ def test_bad_cue_input_gets_an_error_and_changes_nothing(
     assert hub.state == before and not seen  # nothing reached the engine
 
 
-def _running(state: EngineState) -> tuple[Hub, Player, FourChannels, Engine]:
-    hub = Hub(state)
-    player = Player()
-    engine = Engine(state, player, RATE, EngineSettings(),
-                    worker=RenderWorker(WorkerSettings("tiny", "cpu")), block=512)
-    hub.add_listener(engine.post)
-    return hub, player, FourChannels(player), engine
-
-
-def _check_commit(engine: Engine, device: FourChannels, cue: Any, master: Any) -> None:
-    """The cue bus (3-4) played ``cue`` in time; the master (1-2) played ``master`` until the
-    commit, which landed on a bar line with the cued loop at the cue's phase."""
-    _, at, committed = engine.sounded[-1]
-    assert committed is not None
-    start, audio = device.audio()
-    heard = np.nonzero(np.any(audio[:, 2:4] != 0, axis=1))[0]
-    assert heard.size > RATE // 2
-    first, last = int(heard[0]), int(heard[-1])
-    assert np.array_equal(audio[first:last + 1, 2:4], cue.window(start + first, last - first + 1))
-    assert np.array_equal(cue.audio, committed.audio) and cue.origin % cue.audio.shape[0] == \
-        committed.origin % committed.audio.shape[0]
-    assert np.array_equal(audio[first:at - start, 0:2], master.window(start + first,
-                                                                      at - start - first))
-    bar_position = engine.grid.beat_at(at) / 4
-    assert bar_position == pytest.approx(round(bar_position), abs=1e-6)
-    fade = round(0.05 * RATE)
-    after = audio[at - start + fade:at - start + fade + RATE // 2, 0:2]
-    assert np.array_equal(after, committed.window(at + fade, after.shape[0]))
-
-
 def test_engine_cue_xy_loops_the_point_on_the_cue_bus_and_commit_moves_the_master() -> None:
     state = _on_surface(0.0, 0.0, steps=2, bars=1, quantum="bar", xfade=0.05)
-    hub, player, device, engine = _running(state)
-    with EventLog(hub, engine.events) as events, \
-            PacedStream(RATE, device, channels=4, blocksize=512), engine:
-        # the engine notes a switch on its turn after the callback applied it
-        wait_for(lambda: engine.sounded, 90, "the first loop, noted")
-        master = engine.sounded[-1][2]
-        assert master is not None
+    with running_cue_engine(state) as live:
+        hub, player, engine = live.hub, live.player, live.engine
         hub.submit(CueXY(1.0, 1.0))
-        heard = wait_for(lambda: [e for e in events.of(CuePlaying) if e.point == (1.0, 1.0)],
+        heard = wait_for(lambda: [e for e in live.log.of(CuePlaying) if e.point == (1.0, 1.0)],
                          90, "/rb/cue/playing/xy 1 1")
         assert heard[-1].mix == "xy" and heard[-1].label == "xy 1,1"
         cue = player.cue_bus
         assert cue is not None and cue.label == "xy 1,1"
         time.sleep(1.0)
-        assert engine.sounded[-1][2] is master and (hub.state.x, hub.state.y) == (0.0, 0.0)
+        assert engine.sounded[-1][2] is live.master and (hub.state.x, hub.state.y) == (0.0, 0.0)
         tokens = player.applied_token
         hub.submit(CueCommit())
         wait_for(lambda: player.applied_token > tokens, 10, "the commit to sound")
         assert (hub.state.mix, hub.state.x, hub.state.y) == ("xy", 1.0, 1.0)  # x/y follow
         time.sleep(1.5)
     assert engine.sounded[-1][2].label == "xy 1,1"
-    _check_commit(engine, device, cue, master)
+    check_commit(live, cue, after_frames=RATE // 2)
 
 
 def test_engine_cue_weights_loops_the_mix_on_the_cue_bus_and_commit_sets_the_weights() -> None:
     state = EngineState(steps=2, bars=1, playing=True, quantum="bar", xfade=0.05)
-    hub, player, device, engine = _running(state)
-    with EventLog(hub, engine.events) as events, \
-            PacedStream(RATE, device, channels=4, blocksize=512), engine:
-        # the engine notes a switch on its turn after the callback applied it
-        wait_for(lambda: engine.sounded, 90, "the first loop, noted")
-        master = engine.sounded[-1][2]
-        assert master is not None
+    with running_cue_engine(state) as live:
+        hub, player, engine = live.hub, live.player, live.engine
         hub.submit(CueWeights((0.5, 0.0, 0.5)))
-        heard = wait_for(lambda: events.of(CuePlaying), 90, "/rb/cue/playing/weights")
+        heard = wait_for(lambda: live.log.of(CuePlaying), 90, "/rb/cue/playing/weights")
         assert heard[-1].mix == "weights" and heard[-1].weights == (0.5, 0.0, 0.5)
         cue = player.cue_bus
         assert cue is not None and cue.label == "mix 0.5/0.5"
         time.sleep(1.0)
-        assert engine.sounded[-1][2] is master and hub.state.mix == "ab"
+        assert engine.sounded[-1][2] is live.master and hub.state.mix == "ab"
         tokens = player.applied_token
         hub.submit(CueCommit())
         wait_for(lambda: player.applied_token > tokens, 10, "the commit to sound")
@@ -281,4 +225,4 @@ def test_engine_cue_weights_loops_the_mix_on_the_cue_bus_and_commit_sets_the_wei
                                                                           0.0, 0.5)
         time.sleep(1.5)
     assert engine.sounded[-1][2].label == "mix 0.5/0.5"
-    _check_commit(engine, device, cue, master)
+    check_commit(live, cue, after_frames=RATE // 2)

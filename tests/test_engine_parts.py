@@ -12,7 +12,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from engine_helpers import RATE, wait_for
+from engine_helpers import RATE, StandInWorker, wait_for
 
 from riffbridge.control.clocks import ClockSync
 from riffbridge.control.hub import Change, Hub
@@ -167,46 +167,55 @@ def _play(player: Player, frames: int, block: int) -> np.ndarray:
     return out
 
 
+STEP = 1 / 2048  # a ramp's slope: exact in float32, and every sample under the ceiling
+
+
 def test_player_loops_and_switches_on_the_cued_frame_with_any_block_size():
-    step = 1 / 2048  # exact in float32, and every sample under the ceiling
     for block in (64, 100, 512):
         player = Player()
-        a = Segment(_ramp(1000, scale=step), origin=0, label="a")
-        b = Segment(_ramp(700, scale=-step), origin=2500, label="b")
+        a = Segment(_ramp(1000, scale=STEP), origin=0, label="a")
+        b = Segment(_ramp(700, scale=-STEP), origin=2500, label="b")
         player.cue = prepare_cue(None, a, 0, 1, token=1)
         out = _play(player, 2500, block)
         player.cue = prepare_cue(a, b, 3000, 50, token=2)
         out2 = _play(player, 2000, block)
         assert player.applied_token == 2 and player.applied_at == 3000
         full = np.concatenate([out, out2])
-        assert np.array_equal(full[1:3000, 0], np.arange(1, 3000) % 1000 * step)  # a loops
+        assert np.array_equal(full[1:3000, 0], np.arange(1, 3000) % 1000 * STEP)  # a loops
         tail = full[3050:4500, 0]
-        assert np.array_equal(tail, -((np.arange(3050, 4500) - 2500) % 700) * step)
+        assert np.array_equal(tail, -((np.arange(3050, 4500) - 2500) % 700) * STEP)
         fade = full[3000:3050, 0]
         out_c, in_c = equal_power(50)  # a and b go opposite ways: unrelated, equal power
         expect = (np.arange(3000, 3050) % 1000) * out_c - ((np.arange(3000, 3050) - 2500)
                                                            % 700) * in_c
-        assert np.allclose(fade, expect * step, atol=1e-6)
+        assert np.allclose(fade, expect * STEP, atol=1e-6)
+
+
+def _playing_a(frames: int) -> tuple[Player, Segment, Segment, Segment]:
+    """Three loops from frame 0, told apart by their ramps (a: 1000 frames rising, b: 700
+    falling, c: 900 rising at half the slope), and a player that has played ``frames`` frames
+    of a, the first switch (cue token 1), in blocks of 256."""
+    a = Segment(_ramp(1000, scale=STEP), origin=0, label="a")
+    b = Segment(_ramp(700, scale=-STEP), origin=0, label="b")
+    c = Segment(_ramp(900, scale=STEP / 2), origin=0, label="c")
+    player = Player()
+    player.cue = prepare_cue(None, a, 0, 1, token=1, after=0)
+    _play(player, frames, 256)
+    return player, a, b, c
 
 
 def test_player_drops_a_cue_whose_fade_starts_from_audio_that_no_longer_plays():
     """The engine replaced cue 2 (a -> b) with cue 3 (a -> c, after switch 1), but the player
     had applied cue 2 first: cue 3's fade starts from a, which no longer plays. The player drops
     it (the engine cues again) and b plays on, sample for sample."""
-    step = 1 / 2048
-    a = Segment(_ramp(1000, scale=step), origin=0, label="a")
-    b = Segment(_ramp(700, scale=-step), origin=0, label="b")
-    c = Segment(_ramp(900, scale=step / 2), origin=0, label="c")
-    player = Player()
-    player.cue = prepare_cue(None, a, 0, 1, token=1, after=0)
-    _play(player, 2048, 256)
+    player, a, b, c = _playing_a(2048)
     player.cue = prepare_cue(a, b, 3000, 50, token=2, after=1)
     _play(player, 2048, 256)
     assert player.applied_token == 2
     player.cue = prepare_cue(a, c, 5000, 50, token=3, after=1)  # read before cue 2 applied
     out = _play(player, 4096, 256)
     assert player.applied_token == 2 and player.dropped_token == 3
-    assert np.array_equal(out[:, 0], -(np.arange(4096, 8192) % 700) * step)
+    assert np.array_equal(out[:, 0], -(np.arange(4096, 8192) % 700) * STEP)
     player.cue = prepare_cue(b, c, 9000, 50, token=4, after=2)  # cued again, from b
     _play(player, 2048, 256)
     assert player.applied_token == 4 and player.playing is c
@@ -216,13 +225,7 @@ def test_player_plays_a_fade_that_began_to_its_end_whatever_replaces_its_cue():
     """A cue swapped in while the player is inside another cue's fade does not cut that fade
     (the output would jump back to the old loop): the fade plays whole, its loop follows, and
     the new cue, prepared from the loop before, is dropped."""
-    step = 1 / 2048
-    a = Segment(_ramp(1000, scale=step), origin=0, label="a")
-    b = Segment(_ramp(700, scale=-step), origin=0, label="b")
-    c = Segment(_ramp(900, scale=step / 2), origin=0, label="c")
-    player = Player()
-    player.cue = prepare_cue(None, a, 0, 1, token=1, after=0)
-    _play(player, 3072, 256)
+    player, a, b, c = _playing_a(3072)
     second = prepare_cue(a, b, 3072, 1024, token=2, after=1)
     player.cue = second
     first_half = _play(player, 512, 256)
@@ -231,7 +234,7 @@ def test_player_plays_a_fade_that_began_to_its_end_whatever_replaces_its_cue():
     fade = np.concatenate([first_half, rest[:512]])
     assert np.array_equal(fade, second.fade)
     assert player.applied_token == 2 and player.dropped_token == 3 and player.playing is b
-    assert np.array_equal(rest[512:, 0], -(np.arange(4096, 5632) % 700) * step)
+    assert np.array_equal(rest[512:, 0], -(np.arange(4096, 5632) % 700) * STEP)
 
 
 def test_player_late_cue_starts_inside_its_fade_and_silence_cue_stops():
@@ -548,25 +551,18 @@ def test_a_clip_is_announced_once_per_switch_for_exact_renders_when_cue_and_file
 
 # ---- the shell, with a stand-in worker ----------------------------------------------------------
 
-class SteppedWorker:
+class SteppedWorker(StandInWorker):
     """Stands in for the render worker where the test must know the samples: no model, no
     process, but the same protocol (one request at a time, messages through ``poll``). A
     request is finished when the test calls ``finish``, with a loop of the exact length at the
     request's rate whose every sample is ``0.5 - alpha / 2``."""
 
-    def __init__(self) -> None:
-        self.ready: Ready | None = None
-        self.in_flight: RenderRequest | None = None
-        self.fatal: str | None = None
-        self.pid: int | None = None
-        self.restarts = 0
-        self._requests: queue.Queue[RenderRequest] = queue.Queue()
-        self._results: queue.Queue[Message] = queue.Queue()
-        self.cancelled: list[LoopKey] = []
+    MODEL = "constant"
 
-    @property
-    def idle(self) -> bool:
-        return self.ready is not None and self.in_flight is None
+    def __init__(self) -> None:
+        super().__init__()
+        self._requests: queue.Queue[RenderRequest] = queue.Queue()
+        self.cancelled: list[LoopKey] = []
 
     def cancel(self) -> bool:
         """Like the real worker: the request in flight stops, a ``Cancelled`` answers it."""
@@ -577,10 +573,6 @@ class SteppedWorker:
         self._requests.get_nowait()  # the test will not see it
         self._results.put(Cancelled(request.key, 0.0))
         return True
-
-    def start(self) -> SteppedWorker:
-        self._results.put(Ready("constant", "cpu", 0))
-        return self
 
     def wait_ready(self, timeout: float, cancelled: object = None) -> Ready:
         for msg in self.poll(timeout):
@@ -623,9 +615,6 @@ class SteppedWorker:
                           2), level, np.float32)
         self._results.put(Rendered(key, loop, frames, 0.01))
         return key
-
-    def close(self) -> None:
-        self.ready = None
 
 
 def test_the_shell_plays_the_core_choice_mixed_from_what_the_worker_rendered():

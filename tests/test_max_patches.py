@@ -9,13 +9,13 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
-import socket
 import struct
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from osc_helpers import Listener
 
 from riffbridge import params as P
 from riffbridge.control.osc_spec import OSC_SPEC, by_address
@@ -477,20 +477,18 @@ def _value_for(tag: str, address: str) -> Any:
 
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("name", ["riffbridge-control.maxpat", "riffbridge.amxd"])
-def test_every_message_a_patch_sends_is_accepted_by_the_real_server(name: str) -> None:
+def test_every_message_a_patch_sends_is_accepted_by_the_real_server(
+        name: str, replies: Listener) -> None:
     """Send each message box's message, typed as Max would send it, to a real OscServer on
     loopback: none may be refused, and each param lands in the state."""
     from pythonosc.udp_client import SimpleUDPClient
 
     from riffbridge.control.hub import Hub
-    from riffbridge.control.osc_server import OscServer, decode
+    from riffbridge.control.osc_server import OscServer
 
     boxes, lines = _boxes(PATCHERS[name]), _lines(PATCHERS[name])
-    replies = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    replies.bind(("127.0.0.1", 0))
-    replies.settimeout(5.0)
     hub = Hub()
-    with OscServer(hub, host="127.0.0.1", port=0, reply_port=replies.getsockname()[1]) as srv:
+    with OscServer(hub, host="127.0.0.1", port=0, reply_port=replies.port) as srv:
         client = SimpleUDPClient(*srv.address)
         for box_id, box in boxes.items():
             if box["maxclass"] != "message" or not box["text"].startswith("/"):
@@ -511,10 +509,9 @@ def test_every_message_a_patch_sends_is_accepted_by_the_real_server(name: str) -
             client.send_message(address, args)
             client.send_message("/rb/ping", [])
             while True:
-                messages, _ = decode(replies.recv(65536))
-                got = messages[0]
-                assert got.address != "/rb/error", (box["text"], list(got.params))
-                if got.address == "/rb/pong":
+                got, got_args = replies.get()
+                assert got != "/rb/error", (box["text"], got_args)
+                if got == "/rb/pong":
                     break
             entry = by_address(address)
             if entry is not None and entry.params:  # a group address: /rb/xy x y
@@ -523,7 +520,6 @@ def test_every_message_a_patch_sends_is_accepted_by_the_real_server(name: str) -
                 # it landed (checked at once: a later control may move it, as /rb/alpha puts
                 # the mix back on the A/B path and ``slots`` back to 2)
                 assert hub.value(entry.param) == pytest.approx(args[0]), box["text"]
-    replies.close()
 
 
 def test_the_pd_player_speaks_only_addresses_in_the_osc_table() -> None:

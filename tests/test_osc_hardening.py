@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from osc_helpers import Listener
 
 from riffbridge.config import build
 from riffbridge.control.hub import Change, Hub
@@ -31,31 +32,6 @@ NEGATIVE_ELEMENT = b"#bundle\0" + bytes(7) + b"\1\xff\xff\xff\xfc"
 TRUNCATED_FLOAT = b"/rb/alpha\0\0\0,f\0\0"
 
 
-class Listener:
-    """A UDP socket on loopback: where replies and pushes arrive."""
-
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind((host, port))
-        self.port = self.sock.getsockname()[1]
-
-    def get(self, timeout: float = 5.0) -> tuple[str, list[Any]]:
-        self.sock.settimeout(timeout)
-        messages, _ = decode(self.sock.recv(65536))
-        return messages[0].address, list(messages[0].args)
-
-    def nothing(self, wait: float = 0.3) -> bool:
-        self.sock.settimeout(wait)
-        try:
-            self.sock.recv(65536)
-        except TimeoutError:
-            return True
-        return False
-
-    def close(self) -> None:
-        self.sock.close()
-
-
 class Sender:
     """A UDP socket that sends raw datagrams from ``host`` (a random port, like Max's)."""
 
@@ -72,24 +48,6 @@ class Sender:
 
     def close(self) -> None:
         self.sock.close()
-
-
-@pytest.fixture
-def replies() -> Iterator[Listener]:
-    listener = Listener()
-    yield listener
-    listener.close()
-
-
-@pytest.fixture
-def hub() -> Hub:
-    return Hub(pattern_names=["four-on-the-floor", "breakbeat"])
-
-
-@pytest.fixture
-def server(hub: Hub, replies: Listener) -> Iterator[OscServer]:
-    with OscServer(hub, host="127.0.0.1", port=0, reply_port=replies.port) as srv:
-        yield srv
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from osc_helpers import free_udp_port
 
 from riffbridge.control.osc_codec import decode, encode
 
@@ -38,12 +39,6 @@ XFADE = round(0.05 * RATE)  # the engine's default xfade, which the player start
 
 pytestmark = pytest.mark.skipif(PD is None, reason="Pure Data is not installed (Debian "
                                 "puredata-core; .ci/run installs it)")
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def read_wav(path: Path) -> np.ndarray:

@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 import soundfile as sf
+from osc_helpers import free_udp_port
 from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.udp_client import SimpleUDPClient
@@ -38,12 +39,6 @@ PROC = Path("/proc")
 pytestmark = pytest.mark.skipif(not PROC.is_dir() or not hasattr(os, "killpg"),
                                 reason="these tests watch the server's processes through /proc "
                                        "(Linux)")
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def loop_frames(bpm: float, bars: int = 1, beats_per_bar: int = 4) -> int:

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import pytest
 from engine_helpers import wait_for
+from osc_helpers import Listener, free_udp_port
 from pythonosc.udp_client import SimpleUDPClient
-from test_control_osc import Listener
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
@@ -179,11 +179,6 @@ class Page:
 
     def close(self) -> None:
         self.ws.close()
-
-
-@pytest.fixture
-def hub() -> Hub:
-    return Hub(pattern_names=["four-on-the-floor", "breakbeat"])
 
 
 @pytest.fixture
@@ -463,7 +458,7 @@ def test_the_page_shows_the_sounding_loop_the_next_cue_and_the_style_map(hub: Hu
 
 @pytest.mark.slow
 def test_serve_with_the_page_port_taken_stops_with_one_line(tmp_path: Any) -> None:
-    from test_serve import free_udp_port, serve_args, serving
+    from test_serve import serve_args, serving
 
     taken = socket.create_server(("127.0.0.1", 0))
     try:
