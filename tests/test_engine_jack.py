@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from engine_helpers import EventLog, wait_for
+from engine_helpers import EventLog, StandInWorker, wait_for
 from jack_capture import NO_CAPTURE, JackCapture, capture_missing, jack_period, output_ports
 from jack_check import NO_JACK, jack_device, jack_running
 from scipy import signal
@@ -326,29 +326,14 @@ def _plays_on_the_bar(state: EngineState, moves: Iterator[Command], tmp_path: Pa
         starts.append(line)
 
 
-class LoudWorker:
+class LoudWorker(StandInWorker):
     """Stands in for the render worker (no model, no process, the same protocol) with loops near
     full scale (sample peak ``PEAK``) that are copies of each other: alpha 0 and 1 are the same
     audio, every other point a near copy, as neighbours on the alpha grid are. Alpha 0.5 fails,
     so the knob between 0.375 and 0.625 plays a blend of those two."""
 
+    MODEL = "loud"
     PEAK = 0.95
-
-    def __init__(self) -> None:
-        self.ready: Ready | None = None
-        self.in_flight: RenderRequest | None = None
-        self.fatal: str | None = None
-        self.pid: int | None = None
-        self.restarts = 0
-        self._results: queue.Queue[Message] = queue.Queue()
-
-    @property
-    def idle(self) -> bool:
-        return self.ready is not None and self.in_flight is None
-
-    def start(self) -> LoudWorker:
-        self._results.put(Ready("loud", "cpu", 0))
-        return self
 
     def wait_ready(self, timeout: float, cancelled: object = None) -> Ready:
         self.ready = Ready("loud", "cpu", 0)
@@ -378,9 +363,6 @@ class LoudWorker:
         if out:
             self.in_flight = None
         return out
-
-    def close(self) -> None:
-        self.ready = None
 
     @classmethod
     def audio(cls, key: LoopKey, rate: int) -> np.ndarray:
