@@ -179,3 +179,29 @@ def test_the_default_stream_is_buffered_and_zero_ahead_is_direct():
     assert AHEAD_S > 0
     assert DeviceStream(None, RATE, Player().fill).mode == "buffered"
     assert DeviceStream(None, RATE, Player().fill, ahead_s=0).mode == "direct"
+
+
+def test_a_fill_that_raises_is_logged_and_the_feeder_carries_on(caplog):
+    calls: list[tuple[float, bool]] = []
+    good = counting_fill(calls)
+    state = {"n": 0}
+
+    def flaky(out: np.ndarray, now: float, underrun: bool) -> None:
+        state["n"] += 1
+        if state["n"] == 6:  # after the first fill of the ring, in the thread
+            raise RuntimeError("a bug in a fill")
+        good(out, now, underrun)
+
+    mixer = StandIn()
+    feeder = _Feeder(mixer, flaky, RATE, 2, BLOCK, 0.02)
+    with caplog.at_level("ERROR", logger="riffbridge.outputs.audio_stream"):
+        feeder.start()
+        try:
+            deadline = time.monotonic() + 5
+            while state["n"] < 10 and time.monotonic() < deadline:
+                mixer.period()
+                time.sleep(0.005)
+        finally:
+            feeder.close()
+    assert state["n"] >= 10, "the feeder stopped after the failing fill"
+    assert "the audio feeder failed (1 times)" in caplog.text

@@ -274,8 +274,14 @@ class _Feeder:
 
     def _run(self) -> None:
         period = self.blocksize / self.rate
+        failures = 0
         while not self._stop.is_set():
-            self.turn()
+            try:
+                self.turn()
+            except Exception:  # a bug in a fill: say so, keep the audio thread alive
+                failures += 1
+                if failures == 1 or failures % 1000 == 0:
+                    log.exception("the audio feeder failed (%d times); it carries on", failures)
             self._stop.wait(period / 2)
 
     def turn(self) -> None:
