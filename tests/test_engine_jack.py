@@ -326,8 +326,8 @@ def _plays_on_the_bar(state: EngineState, moves: Iterator[Command], tmp_path: Pa
     # Last, the server's own xruns: a client of the graph, any of them, late for its cycle.
     # With -R every client's thread is real-time, and there must be none. Without it (CI's
     # jackd --no-realtime) they measure the machine's load: jack_capture, C in a process of its
-    # own, is late as often as PortAudio's client there (JACK's log), and every stretch above
-    # was exact all the same; what riffbridge answers for is its ring (never dry, above).
+    # own, is late about as often as PortAudio's client there (JACK's log). Whether one cost
+    # audio, the sample-for-sample checks above say; riffbridge's ring never ran dry.
     if realtime:
         assert xruns == 0, f"{xruns} JACK xruns on a real-time server"
 

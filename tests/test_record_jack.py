@@ -70,7 +70,7 @@ def test_record_agrees_with_jack_capture_and_replays(tmp_path: Path) -> None:
     before = output_ports()
     capture = None
     try:
-        with DeviceStream(jack_device(), RATE, player.fill, blocksize=1024):
+        with DeviceStream(jack_device(), RATE, player.fill, blocksize=1024) as stream:
             ours = sorted(output_ports() - before)
             assert len(ours) == 2, f"cannot tell PortAudio's ports apart: {ours}"
             capture = JackCapture(ours, captured).start()
@@ -90,6 +90,7 @@ def test_record_agrees_with_jack_capture_and_replays(tmp_path: Path) -> None:
             hub.submit(StopRecording())
             wait_for(lambda: player.tap is None, 10, "the recording to stop")
             underruns = player.underruns - underruns
+            realtime = stream.scheduling().startswith("real-time")  # JACK runs with -R
             time.sleep(0.5)
             theirs_float = capture.stop()
     finally:
@@ -108,9 +109,11 @@ def test_record_agrees_with_jack_capture_and_replays(tmp_path: Path) -> None:
     start = max(0, -offset)
     n = min(ours_rec.shape[0] - start, theirs.shape[0] - (start + offset))
     assert n > RATE * (RUN_S - 2)
-    # An underrun on a loaded machine makes JACK drop a whole period of what riffbridge played,
-    # so the recordings part by one period there: say so rather than "not equal".
-    assert underruns == 0, f"{underruns} underruns while recording (the machine is too busy)"
+    # riffbridge's ring never ran dry; the server's xruns (any client late for its cycle) must be
+    # none on a real-time server, and without -R (CI) they measure the machine's load
+    # (tests/test_engine_jack.py): the recordings must agree sample for sample either way.
+    assert stream.underruns == 0, f"riffbridge's ring ran dry {stream.underruns} times"
+    assert underruns == 0 or not realtime, f"{underruns} xruns on a real-time JACK server"
     assert np.array_equal(ours_rec[start:start + n], theirs[start + offset:start + offset + n])
 
     setlog = read_log(record.with_suffix(".jsonl"))
