@@ -456,6 +456,36 @@ def test_the_page_shows_the_sounding_loop_the_next_cue_and_the_style_map(hub: Hu
         page.close()
 
 
+def test_a_switch_filled_ahead_shows_as_next_until_it_sounds(hub: Hub) -> None:
+    """A buffered stream plays a switch into its ring ``audio_ahead`` before the speakers: the
+    page keeps showing the loop that sounds, with the switch as next at its frame, until the
+    sounding frame reaches it."""
+    import time
+
+    engine = EngineStandIn(hub)
+    player = engine.player
+    old, new = _segment(300, "alpha 0.5"), _segment(3000, "alpha 0.625")
+    player.playing, player.frame = old, 90000
+    player.stamp[0], player.stamp[1] = 90000, time.monotonic()
+    with WebServer(hub, engine, port=0) as web:
+        page = Page(web)
+        page.wait(lambda m: m["type"] == "status" and m["loop"]
+                  and m["loop"]["label"] == "alpha 0.5")
+        # the feeder applies the switch at 96000 and fills on; the sound is still before it
+        player.playing, player.applied_at, player.applied_token = new, 96000, 1
+        player.frame = 100000
+        player.stamp[0], player.stamp[1] = 90000, time.monotonic() + 3600
+        ahead = page.wait(lambda m: m["type"] == "status" and m["next"] is not None)
+        assert ahead["loop"]["label"] == "alpha 0.5"
+        assert ahead["next"]["label"] == "alpha 0.625" and ahead["next"]["at"] == 96000
+        # the sound reaches the switch
+        player.stamp[0], player.stamp[1] = 100000, time.monotonic() - 1
+        heard = page.wait(lambda m: m["type"] == "status" and m["next"] is None
+                          and m["loop"]["label"] == "alpha 0.625")
+        assert heard["frame"] >= 96000
+        page.close()
+
+
 @pytest.mark.slow
 def test_serve_with_the_page_port_taken_stops_with_one_line(tmp_path: Any) -> None:
     from test_serve import serve_args, serving

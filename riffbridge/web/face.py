@@ -98,6 +98,7 @@ class Face:
         self._images: collections.OrderedDict[int, bytes] = collections.OrderedDict()
         # id(segment) -> (a weak reference to it, its serial): the page keeps no loop alive
         self._serial_of: dict[int, tuple[weakref.ref[Any], int]] = {}
+        self._heard: Any = None  # the segment last seen sounding (not only filled ahead)
         self._serial = 0
         self._drawing: set[int] = set()
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="riffbridge-web-draw")
@@ -209,6 +210,17 @@ class Face:
         engine = self.engine
         s = engine.status()
         grid, player = engine.grid, engine.player
+        frame = sounding_frame(player, engine.rate, now)
+        applied_at = player.applied_at
+        playing = player.playing
+        heard = self._heard
+        if applied_at > frame and heard is not None and heard is not playing:
+            # A buffered stream has played this switch into its ring, not to the speakers yet:
+            # the page shows what sounds, and the switch as next, at its frame.
+            sounding, upcoming = heard, (playing, applied_at)
+        else:
+            self._heard = playing
+            sounding, upcoming = playing, None
         message.update(
             sounding=s.sounding, queued=s.queued, cached=s.cached, underruns=s.underruns,
             worker=s.worker, renders=s.renders, last_render_s=round(s.last_render_s, 3),
@@ -216,15 +228,17 @@ class Face:
             rendered_xy=[list(p) for p in s.rendered_xy],
             wanted_xy=[list(p) for p in s.wanted_xy],
             rendering_xy=None if s.rendering_xy is None else list(s.rendering_xy),
-            rate=engine.rate, frame=sounding_frame(player, engine.rate, now), bpm=grid.bpm,
+            rate=engine.rate, frame=frame, bpm=grid.bpm,
             anchor_frame=grid.anchor_frame, anchor_beat=grid.anchor_beat,
-            loop=self._segment(player.playing), next=None)
+            loop=self._segment(sounding), next=None)
         cue = player.cue
-        if cue is not None and cue.token > player.applied_token \
+        if upcoming is None and cue is not None and cue.token > player.applied_token \
                 and cue.token != player.dropped_token:
-            message["next"] = self._segment(cue.then)
+            upcoming = (cue.then, cue.at)
+        if upcoming is not None:
+            message["next"] = self._segment(upcoming[0])
             if message["next"] is not None:
-                message["next"]["at"] = int(cue.at)
+                message["next"]["at"] = int(upcoming[1])
         return message
 
     def _segment(self, segment: Any) -> dict[str, Any] | None:
