@@ -96,7 +96,7 @@ def make_loops(renderer: Renderer, requests: Sequence[LoopRequest],
     from riffbridge.loops.shape import ShapeSettings, shape_image
 
     started = time.perf_counter()
-    jobs = [_job(request) for request in requests]
+    jobs = [loop_job(request) for request in requests]
     images = renderer.render(jobs, progress)
     for request, image in zip(requests, images, strict=True):
         if on_image is not None:
@@ -115,7 +115,7 @@ def make_loops(renderer: Renderer, requests: Sequence[LoopRequest],
         yield loop.with_metadata(render_seconds=round(time.perf_counter() - started, 3))
 
 
-def _job(request: LoopRequest) -> RiffuseJob:
+def loop_job(request: LoopRequest) -> RiffuseJob:
     """The riffuse job of one loop: its seed image, tiled in time."""
     from riffbridge.render.riffuse import ImageRef, RiffuseJob
 
