@@ -132,8 +132,10 @@ def main() -> int:
 
 
 def _line(r: dict[str, Any]) -> str:
+    shaped = "" if r["first_loop_s"] is None else (
+        f"; first loop {r['first_loop_s']:.3f} s, whole {r['whole_s_per_clip']:.3f} s/clip")
     return (f"batch {r['batch']}: render {r['render_s']:.3f} s ({r['render_s_per_clip']:.3f} "
-            f"s/clip, {r['speedup']:.2f}x)")
+            f"s/clip, {r['speedup']:.2f}x), UNet {r['unet_ms_per_step']:.1f} ms/step{shaped}")
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
