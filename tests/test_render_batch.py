@@ -7,6 +7,8 @@ choice of which loops go together is in test_engine_core.py."""
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -176,6 +178,21 @@ def test_a_cancel_covers_the_loops_of_a_batch_not_yet_delivered(worker: RenderWo
     done = _until(worker, lambda got: any(isinstance(m, (Rendered, Failed, Cancelled))
                                           for m in got))
     assert isinstance(done[-1], Rendered) and worker.pid == pid, done
+
+
+def test_a_worker_that_dies_mid_batch_fails_the_whole_batch(worker: RenderWorker) -> None:
+    """The last worker test: the module's worker is killed (its restart is left to close)."""
+    pid = worker.pid
+    assert pid is not None
+    request = _batch(0.0, 0.125, 0.25, steps=40, bars=4, bpm=60.0)
+    worker.submit(request)
+    _until(worker, lambda got: any(isinstance(m, Progress) for m in got))
+    os.kill(pid, signal.SIGKILL)
+    got = _until(worker, lambda got: any(isinstance(m, Failed) for m in got), 30.0)
+    failed = [m for m in got if isinstance(m, Failed)]
+    assert len(failed) == 1 and failed[0].source == "worker" and "died" in failed[0].error
+    assert (failed[0].key, *failed[0].also) == request.keys  # one error, every loop backs off
+    assert worker.in_flight is None
 
 
 # ---- the engine ---------------------------------------------------------------------------------
