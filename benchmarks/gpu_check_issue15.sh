@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Issue 15's GPU checks in one go (about 10 minutes on an H100/H200; figures to $OUT or ./gpu15).
+# Issue 15's GPU checks in one go (about 12 minutes on an H100/H200; figures to $OUT or ./gpu15).
 # What it checks: the CUDA tests of the render path (graphs, the real background compile, width
-# buckets), the default path against diffusers in the same run, the levers one by one, and the
-# start to first sound with a cold and a warm compile cache. Run from the repository root.
+# buckets), the default path against diffusers in the same run, the levers one by one, batching
+# planned loops (bench_batch.py), and the start to first sound with a cold and a warm compile
+# cache. Run from the repository root.
 set -u
 OUT=${OUT:-gpu15}
 mkdir -p "$OUT"
@@ -19,6 +20,10 @@ timeout 300 $B --no-compile --json > "$OUT/graphs_only.json" 2>&1
 timeout 300 $B --no-compile --no-cuda-graphs --json > "$OUT/eager.json" 2>&1
 timeout 300 $B --width-buckets on --width 400 --json > "$OUT/bucket_400_in_448.json" 2>&1
 timeout 300 $B --width-buckets off --width 400 --json > "$OUT/exact_400.json" 2>&1
+# Where batching planned loops stops paying (render_batch): per-clip time, UNet ms/step, the
+# first loop's wait and peak memory at batch 1..16, on the default path less compile (2 min).
+timeout 240 $PY benchmarks/bench_batch.py --model sd15-random --device cuda --steps 50 \
+    --sizes 1,2,4,8,16 --runs 2 --json > "$OUT/batch.json" 2>&1
 # Start to first sound, cold and warm compile cache.
 timeout 900 $PY benchmarks/bench_startup.py --model sd15-random --device cuda --steps 50 \
     --runs 1 > "$OUT/startup.txt" 2>&1

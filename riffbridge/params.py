@@ -244,6 +244,11 @@ PARAMS: tuple[Param, ...] = (
     Param("width_buckets", "str", "auto", "render loops at a few bucketed widths and keep the "
           "loop's exact columns, so a tempo change brings no new graph or compile; auto: on "
           "when CUDA graphs or compile run", choices=("auto", "on", "off")),
+    Param("render_batch", "int", 0, "planned loops one render may carry: the knob's neighbours "
+          "(or XY lattice points) of the same tempo, length and steps, in one UNet batch; the "
+          "point the knob is on renders alone first; 0: auto, 4 on CUDA and 1 on the CPU or "
+          "MPS (there a batch takes as long as its loops one by one)", minimum=0, maximum=16,
+          metavar="N"),
     Param("audio_out", "str", "default", "audio output name or index, 'default', or 'none' "
           "(files only)", metavar="NAME|INDEX"),
     Param("out_dir", "str", "out", "folder for the loop WAVs, or 'none'", metavar="DIR"),

@@ -11,7 +11,7 @@ the spectrogram's own rate (``loop.sample_rate``); resampling to a device is the
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from riffbridge.loops.types import Loop
-    from riffbridge.render.riffuse import Renderer
+    from riffbridge.render.riffuse import Renderer, RiffuseJob
 
 
 @dataclass(frozen=True)
@@ -81,31 +81,51 @@ def make_loop(renderer: Renderer, request: LoopRequest,
     """Render and shape the loop ``request`` names. Its metadata is the key's sidecar values
     plus how it was made (model, device, scheduler, seconds). ``on_image`` gets the rendered
     spectrogram (`render --image`)."""
+    return next(make_loops(renderer, (request,), progress, on_image))
+
+
+def make_loops(renderer: Renderer, requests: Sequence[LoopRequest],
+               progress: Callable[[float], None] | None = None,
+               on_image: Callable[[Image.Image], None] | None = None) -> Iterator[Loop]:
+    """``make_loop`` for several loops at once: one renderer call, so loops that share a
+    schedule shape (``plan.schedule_shape``) go through the UNet as one batch; then each is
+    shaped and yielded in turn, in the order of ``requests``, so the first is out before the
+    others are shaped. A loop's ``render_seconds`` is the time from the start to its own end.
+    A batched render equals the loops rendered one by one up to the float rounding of batched
+    kernels (tests/test_render_batch.py)."""
     from riffbridge.loops.shape import ShapeSettings, shape_image
-    from riffbridge.render.riffuse import ImageRef, RiffuseJob
 
     started = time.perf_counter()
+    jobs = [loop_job(request) for request in requests]
+    images = renderer.render(jobs, progress)
+    for request, image in zip(requests, images, strict=True):
+        if on_image is not None:
+            on_image(image)
+        key = request.key
+        metadata: dict[str, Any] = {
+            **key.sidecar(), "model": renderer.components.name, "device": str(renderer.device),
+            "scheduler": request.scheduler}
+        if request.denoise_b is not None:
+            metadata["denoise_b"] = request.denoise_b
+        if request.guidance_b is not None:
+            metadata["guidance_b"] = request.guidance_b
+        settings = ShapeSettings(quality=request.quality,  # type: ignore[arg-type]
+                                 device=str(renderer.device))
+        loop = shape_image(image, key.bpm, key.bars, key.beats_per_bar, settings, metadata)
+        yield loop.with_metadata(render_seconds=round(time.perf_counter() - started, 3))
+
+
+def loop_job(request: LoopRequest) -> RiffuseJob:
+    """The riffuse job of one loop: its seed image, tiled in time."""
+    from riffbridge.render.riffuse import ImageRef, RiffuseJob
+
     key = request.key
     seed = ImageRef.from_image(seed_image(key, request.seed_dir))
-    job = RiffuseJob(prompt_a=key.prompt_a, prompt_b=key.prompt_b, seed_a=key.seed_a,
-                     seed_b=key.seed_b, alpha=key.alpha, negative=key.negative,
-                     denoise_a=key.denoise, denoise_b=request.denoise_b,
-                     guidance_a=key.guidance, guidance_b=request.guidance_b, steps=key.steps,
-                     seed_image=seed, mask=request.mask, scheduler=request.scheduler,
-                     tile_time=True,
-                     # off the A/B path (the XY surface, a weights mix) the key's style mix
-                     styles=key.styles if key.mix != "ab" else ())
-    image = renderer.render([job], progress)[0]
-    if on_image is not None:
-        on_image(image)
-    metadata: dict[str, Any] = {
-        **key.sidecar(), "model": renderer.components.name, "device": str(renderer.device),
-        "scheduler": request.scheduler}
-    if request.denoise_b is not None:
-        metadata["denoise_b"] = request.denoise_b
-    if request.guidance_b is not None:
-        metadata["guidance_b"] = request.guidance_b
-    settings = ShapeSettings(quality=request.quality,  # type: ignore[arg-type]
-                             device=str(renderer.device))
-    loop = shape_image(image, key.bpm, key.bars, key.beats_per_bar, settings, metadata)
-    return loop.with_metadata(render_seconds=round(time.perf_counter() - started, 3))
+    return RiffuseJob(prompt_a=key.prompt_a, prompt_b=key.prompt_b, seed_a=key.seed_a,
+                      seed_b=key.seed_b, alpha=key.alpha, negative=key.negative,
+                      denoise_a=key.denoise, denoise_b=request.denoise_b,
+                      guidance_a=key.guidance, guidance_b=request.guidance_b, steps=key.steps,
+                      seed_image=seed, mask=request.mask, scheduler=request.scheduler,
+                      tile_time=True,
+                      # off the A/B path (the XY surface, a weights mix) the key's style mix
+                      styles=key.styles if key.mix != "ab" else ())

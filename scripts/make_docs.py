@@ -58,6 +58,10 @@ NOTES: dict[str, str] = {
     "width_buckets": "the render is padded with the loop's own start to the bucket "
                      "(`riffbridge/render/buckets.py`) and the loop's columns are kept, so the "
                      "loop keeps its exact length and still loops",
+    "render_batch": "the start logs the batch chosen after the `render path:`; a cancel or a "
+                    "failure covers the loops of a batch not yet delivered; with CUDA graphs "
+                    "each batch size (1 to N) records its own graph once per width; see "
+                    "[architecture](architecture.md) and [benchmarks](benchmarks.md)",
     "audio_out": "a name may be any unique part of it; `riffbridge devices` lists them",
     "out_dir": "the output folder (`OUT`, see [files](#files)), relative to where you start "
                "riffbridge",

@@ -10,11 +10,12 @@ from riffbridge.control.clocks import ClockSync
 from riffbridge.control.hub import Change
 from riffbridge.engine.clock import Grid
 from riffbridge.engine.core import EngineCore, label_of
-from riffbridge.engine.plan import Choice, LoopKey, key_for
+from riffbridge.engine.plan import Choice, LoopKey, batch, key_for, schedule_shape
 from riffbridge.events import EngineError, Request, Switched
 from riffbridge.state import (
     ApplyPreset,
     Command,
+    CueAlpha,
     EngineState,
     Play,
     Render,
@@ -94,6 +95,94 @@ def test_on_the_xy_surface_an_exact_point_left_behind_is_useless_a_lattice_point
     assert core.useless(corner)
     core.on_change(_change(core, mix="ab", alpha=0.5, x=0.3, y=0.3), 0)
     assert core.useless(corner)  # another mix
+
+
+def _batches(core: EngineCore, cached: set[LoopKey], limit: int,
+             now: float = 0.0) -> list[tuple[float, ...]]:
+    """Every render the core asks for until the plan is rendered, as alphas."""
+    out = []
+    while keys := core.next_renders(cached.__contains__, True, now, limit):
+        out.append(tuple(float(k.alpha) for k in keys))
+        cached.update(keys)
+    return out
+
+
+def test_the_knobs_point_renders_alone_then_its_neighbours_go_in_batches_in_plan_order():
+    core = EngineCore(EngineState(alpha=0.5), RATE)
+    assert core.next_renders(set().__contains__, False, 0.0, 4) == ()  # the worker is busy
+    assert _batches(core, set(), 4) == [(0.5,), (0.625, 0.75, 0.875, 0.375)]
+    assert _batches(EngineCore(EngineState(alpha=0.5), RATE), set(), 2) == [
+        (0.5,), (0.625, 0.75), (0.875, 0.375)]
+    assert _batches(EngineCore(EngineState(alpha=0.5), RATE), set(), 1) == [
+        (0.5,), (0.625,), (0.75,), (0.875,), (0.375,)]  # 1: today's one loop per render
+    core = EngineCore(EngineState(alpha=0.5), RATE)
+    cached = {key_for(core.state, 0.5), key_for(core.state, 0.75)}  # rendered: skipped
+    assert _batches(core, cached, 4) == [(0.625, 0.875, 0.375)]
+    core.on_change(_change(core, alpha=0.25), 0)  # the knob went down: its point first, alone
+    assert _batches(core, cached, 4) == [(0.25,), (0.125, 0.0)]
+
+
+def test_what_the_performer_waits_on_renders_alone_even_when_it_is_not_the_knobs_point():
+    state = EngineState(alpha=0.5)
+    core = EngineCore(state, RATE)
+    cached = {key_for(state)}
+    core.on_change(_change(core, Render()), 0)  # /rb/render: the cached point again, alone
+    assert core.next_renders(cached.__contains__, True, 0.0, 4) == (key_for(state),)
+    core.on_change(_change(core, CueAlpha(0.0)), 0)  # the cue bus's candidate, alone
+    assert core.next_renders(cached.__contains__, True, 0.0, 4) == (key_for(state, 0.0),)
+    cached.add(key_for(state, 0.0))
+    assert [k.alpha for k in core.next_renders(cached.__contains__, True, 0.0, 4)] == [
+        0.625, 0.75, 0.875, 0.375]
+
+
+def test_a_loop_waiting_to_be_retried_stays_out_of_a_batch_and_a_failed_batch_backs_off_whole():
+    core = EngineCore(EngineState(alpha=0.5), RATE)
+    cached = {key_for(core.state)}
+    first = core.next_renders(cached.__contains__, True, 0.0, 4)
+    assert len(first) == 4
+    error = core.on_failed(first[0], "out of memory", "render", 100.0, also=first[1:])
+    assert error == EngineError("render", "out of memory")  # one error for the batch
+    assert core.next_renders(cached.__contains__, True, 100.5, 4) == ()  # all wait 1 s
+    core.on_rendered(first[2])  # one of them came back from elsewhere: no wait for it
+    again = core.next_renders(cached.__contains__, True, 100.5, 4)
+    assert again == (first[2],)
+    assert core.next_renders(cached.__contains__, True, 101.0, 4) == (
+        first[0], first[1], first[2], first[3])
+
+
+def test_on_the_xy_surface_the_exact_point_renders_alone_then_its_cell_in_one_batch():
+    core = EngineCore(EngineState(mix="xy", slots=4, x=0.3, y=0.3), RATE)
+    cached: set[LoopKey] = set()
+    exact = core.next_renders(cached.__contains__, True, 0.0, 4)
+    assert [k.point for k in exact] == [(0.3, 0.3)]
+    cached.update(exact)
+    cell = core.next_renders(cached.__contains__, True, 0.0, 4)
+    assert cell == core.wanted()[1:5]  # the planner's order: nearest corner first
+    assert {k.point for k in cell} == {(0.25, 0.25), (0.5, 0.25), (0.25, 0.5), (0.5, 0.5)}
+
+
+def test_a_batch_keeps_one_schedule_shape_in_order_each_key_once():
+    state = EngineState(alpha=0.5)
+    first = key_for(state, 0.5)
+    same = [key_for(state, 0.625), key_for(state.replace(prompt_b="rain", pattern="shuffle"),
+                                            0.25)]
+    other = [key_for(state.replace(**{name: value}), 0.75) for name, value in
+             (("bpm", 121.0), ("bars", 4), ("beats_per_bar", 3), ("steps", 12),
+              ("denoise", 0.5))]
+    assert all(schedule_shape(k) != schedule_shape(first) for k in other)
+    mixed = [other[0], same[0], other[1], first, same[0], other[2], same[1], *other[3:]]
+    assert batch(first, mixed, 8) == (first, same[0], same[1])  # prompts and seeds may differ
+    assert batch(first, mixed, 2) == (first, same[0])
+    assert batch(first, mixed, 1) == (first,)
+    # through the core: after a tempo change the plan is all at the new tempo, and the loops
+    # of the old one that are still cached or in flight never join a batch of the new
+    core = EngineCore(state, RATE)
+    cached = {key_for(state)}
+    core.on_change(_change(core, bpm=90.0), 0)
+    cached.add(key_for(core.state))
+    keys = core.next_renders(cached.__contains__, True, 0.0, 8)
+    assert len(keys) == 4 and {schedule_shape(k) for k in keys} == {
+        schedule_shape(key_for(core.state))}
 
 
 def test_a_pending_cue_is_replaced_unless_it_is_about_to_sound():

@@ -14,6 +14,7 @@ from riffbridge.render.path import (
     Platform,
     RenderOptions,
     choose_path,
+    choose_render_batch,
     default_cache_dir,
     torch_version_tuple,
     use_compile_cache,
@@ -89,6 +90,17 @@ def test_versions_and_bad_choices() -> None:
         choose_path(H200, RenderOptions(width_buckets="x"))
 
 
+def test_the_render_batch_is_4_on_cuda_and_1_elsewhere_unless_asked() -> None:
+    assert choose_render_batch("cuda", 0) == (4, "render batch 4 (auto on cuda)")
+    assert choose_render_batch("cpu", 0) == (1, "render batch 1 (auto on cpu)")
+    assert choose_render_batch("mps", 0) == (1, "render batch 1 (auto on mps)")
+    assert choose_render_batch("cpu", 3) == (3, "render batch 3")
+    assert choose_render_batch("cuda", 1) == (1, "render batch 1")
+    for bad in (-1, 2.0, True):
+        with pytest.raises(ConfigError, match="render_batch must be an integer >= 0"):
+            choose_render_batch("cuda", bad)  # type: ignore[arg-type]
+
+
 def test_the_worker_builds_its_renderer_on_the_chosen_path_on_this_cpu() -> None:
     renderer, path = open_renderer(WorkerSettings("tiny", "cpu"))
     assert path.describe().startswith("render path: cuda graphs do not apply on cpu")
@@ -104,3 +116,4 @@ def test_the_worker_process_reports_its_path_when_ready() -> None:
         ready = worker.wait_ready(120)
     assert ready.path.startswith("render path: cuda graphs do not apply on cpu; compile does "
                                  "not apply on cpu")
+    assert ready.path.endswith("; render batch 1 (auto on cpu)") and ready.batch == 1

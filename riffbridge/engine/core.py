@@ -14,7 +14,10 @@ The rules, in one place:
   walk's path); a forced render (``/rb/render``) first; cached loops skipped; a loop that failed
   waits 1, 2, 4 ... 60 s before it is tried again. A render in flight that nothing current
   could play (another tempo, length, prompt, seed ...; not merely another alpha, which a blend
-  can use) is cancelled (``useless``).
+  can use) is cancelled (``useless``). A render may carry several planned loops in one UNet batch
+  (``next_renders``, up to the worker's batch): the loop the performer waits on (forced, the
+  cue's candidate, the knob's point) renders alone; the neighbours after it go together, in the
+  planner's order, when they share one schedule shape (tempo, length, steps, denoise).
 - sound: the exact render of the knob's point, else a blend of the rendered neighbours around
   it (equal-power gains, which the shell rescales by the loops' correlation), else keep what
   plays. A new choice is cued on the next quantum boundary at least one audio block, a margin
@@ -62,6 +65,7 @@ from riffbridge.engine.plan import (
     Choice,
     LoopKey,
     auto_step,
+    batch,
     blend_gains,
     choose,
     key_for,
@@ -281,11 +285,13 @@ class EngineCore:
         self._retry.pop(key, None)
 
     def on_failed(self, key: LoopKey | None, message: str, source: ErrorSource,
-                  now: float) -> EngineError:
-        """A render failed, or the worker died with ``key`` in flight: back off that loop."""
-        if key is not None:
-            count = self._retry.get(key, (0, 0.0))[0] + 1
-            self._retry[key] = (count, now + min(RETRY_MAX_S, 2.0 ** (count - 1)))
+                  now: float, also: tuple[LoopKey, ...] = ()) -> EngineError:
+        """A render failed, or the worker died with ``key`` in flight (and ``also``, the rest of
+        its batch not yet delivered): back off those loops. One error for the whole batch."""
+        for failed in (key, *also):
+            if failed is not None:
+                count = self._retry.get(failed, (0, 0.0))[0] + 1
+                self._retry[failed] = (count, now + min(RETRY_MAX_S, 2.0 ** (count - 1)))
         return EngineError(source, message)
 
     def on_file(self, key: LoopKey, path: str, is_cached: IsCached) -> ClipCued | None:
@@ -309,6 +315,27 @@ class EngineCore:
             if not is_cached(key) and self._retry.get(key, (0, 0.0))[1] <= now:
                 return key
         return None
+
+    def next_renders(self, is_cached: IsCached, worker_idle: bool, now: float,
+                     limit: int = 1) -> tuple[LoopKey, ...]:
+        """The loops the idle worker should render now, in one render (one UNet batch), most
+        urgent first; empty when there is none. The first is ``next_render``'s. When it is a
+        loop the performer waits on (a forced render, the cue bus's candidate, the point the
+        knob is on) it renders alone, as soon as it can; otherwise (a neighbour of the plan)
+        up to ``limit - 1`` more of the plan's loops follow it in the planner's order, those
+        not rendered and not waiting to be retried that share its schedule shape
+        (``plan.schedule_shape``: tempo, length, steps, denoise)."""
+        forced = self._forced
+        first = self.next_render(is_cached, worker_idle, now)
+        if first is None:
+            return ()
+        wanted = self.wanted()
+        if limit <= 1 or first == forced or first == self.cue_key() or \
+                (wanted and first == wanted[0]):
+            return (first,)
+        rest = (k for k in wanted
+                if not is_cached(k) and self._retry.get(k, (0, 0.0))[1] <= now)
+        return batch(first, rest, limit)
 
     def useless(self, key: LoopKey) -> bool:
         """Whether the render of ``key`` in flight should be cancelled: nothing the current state

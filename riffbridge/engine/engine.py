@@ -6,9 +6,10 @@ Who owns what:
 - the engine thread (started by ``Engine.start``) is the only one that touches the core, the
   ``LoopCache``, the injected worker, and the player's ``cue`` (one reference swap per switch).
   Each turn (at most ``TURN_S`` apart) it takes its inbox, polls the worker, gives the idle worker
-  the core's next loop, takes the auto walk's step, turns the core's ``CueDecision`` into a
-  prepared ``Cue`` (all the numpy work happens here, never in the audio callback), reports what
-  the player applied, and publishes an immutable ``EngineStatus``.
+  the core's next loops (one, or planned neighbours in one batch of up to the worker's
+  ``Ready.batch``: ``EngineCore.next_renders``), takes the auto walk's step, turns the core's
+  ``CueDecision`` into a prepared ``Cue`` (all the numpy work happens here, never in the audio
+  callback), reports what the player applied, and publishes an immutable ``EngineStatus``.
 - the audio callback only reads ``player.cue`` and copies prepared samples (``Player.fill``).
 - other threads talk to the engine only through its inbox, ``post`` (the hub's listener) and
   ``clock_sync`` (external clocks), and the writer's callbacks; all thread-safe queue puts.
@@ -325,15 +326,18 @@ class Engine:
         for msg in self.worker.poll():
             self._on_worker(msg)
         in_flight = self.worker.in_flight
-        if in_flight is not None and core.useless(in_flight.key) and self.worker.cancel():
+        if in_flight is not None and self._useless(in_flight) and self.worker.cancel():
             k = in_flight.key
-            log.info("cancelling the render of %d bars at %g BPM (alpha %g): a newer request "
-                     "made it useless", k.bars, k.bpm, k.alpha)
-        key = core.next_render(self._cache.__contains__, self.worker.idle, time.monotonic())
-        if key is not None:
+            log.info("cancelling the render of %d bars at %g BPM (alpha %g%s): a newer request "
+                     "made it useless", k.bars, k.bpm, k.alpha,
+                     f" and {len(in_flight.more)} more" if in_flight.more else "")
+        ready = self.worker.ready
+        keys = core.next_renders(self._cache.__contains__, self.worker.idle, time.monotonic(),
+                                 ready.batch if ready is not None else 1)
+        if keys:
             s = self.settings
-            loop = LoopRequest(key, s.quality, s.seed_dir, s.scheduler)
-            self.worker.submit(RenderRequest(loop, self.rate))
+            loops = [LoopRequest(key, s.quality, s.seed_dir, s.scheduler) for key in keys]
+            self.worker.submit(RenderRequest(loops[0], self.rate, tuple(loops[1:])))
         self._emit(core.auto(player.frame))
         self._note_dropped()
         applied = player.applied_token
@@ -348,6 +352,12 @@ class Engine:
         self._emit(core.commit())
         self._note_applied()
         self._publish()
+
+    def _useless(self, request: RenderRequest) -> bool:
+        """Whether to cancel the render in flight: every loop of it not yet delivered is useless
+        to the core (a batch in which one loop is still of use goes on; those delivered stay)."""
+        left = [k for k in request.keys if k not in self._cache]
+        return bool(left) and all(self._core.useless(k) for k in left)
 
     def _take_inputs(self) -> None:
         try:
@@ -390,9 +400,11 @@ class Engine:
         elif isinstance(msg, Rendered):
             self._store(msg)
         elif isinstance(msg, Failed):
-            self._emit(self._core.on_failed(msg.key, msg.error, msg.source, time.monotonic()))
+            self._emit(self._core.on_failed(msg.key, msg.error, msg.source, time.monotonic(),
+                                            msg.also))
         elif isinstance(msg, Cancelled):
-            log.info("render cancelled after %.1f s", msg.seconds)
+            log.info("render cancelled after %.1f s%s", msg.seconds,
+                     f" ({1 + len(msg.also)} loops of a batch)" if msg.also else "")
 
     def _store(self, msg: Rendered) -> None:
         frames = np.ascontiguousarray(msg.frames, dtype=np.float32)

@@ -21,7 +21,7 @@ plays keeps playing.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -217,6 +217,26 @@ def plan(state: EngineState, direction: int, grid: int = DEFAULT_GRID,
             seen.add(alpha)
             keys.append(base.at(snap(alpha, grid)))
     return keys
+
+
+def schedule_shape(key: LoopKey) -> tuple[object, ...]:
+    """What loops must share to render in one UNet batch: the render's width (tempo, bars,
+    beats per bar), its steps and where img2img starts (denoise). Prompts, seeds, the mix and
+    the seed pattern may differ: each job of a batch has its own."""
+    return (key.bpm, key.bars, key.beats_per_bar, key.steps, key.denoise)
+
+
+def batch(first: LoopKey, rest: Iterable[LoopKey], limit: int) -> tuple[LoopKey, ...]:
+    """``first`` and, in their order, up to ``limit - 1`` of ``rest`` that share its schedule
+    shape (``schedule_shape``), each once: the loops one render may carry."""
+    shape = schedule_shape(first)
+    chosen = [first]
+    for key in rest:
+        if len(chosen) >= limit:
+            break
+        if key not in chosen and schedule_shape(key) == shape:
+            chosen.append(key)
+    return tuple(chosen)
 
 
 @dataclass(frozen=True)

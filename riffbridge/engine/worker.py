@@ -8,9 +8,14 @@ when it dies or hangs, reports the error and starts a new one.
 
 Contracts: the worker process is the one owner of the model. ``RenderWorker`` is owned by the
 engine thread (``riffbridge.engine.engine``), which is its only caller; nothing here is
-thread-safe. Messages both ways are frozen values. For each request the worker makes the loop
-with the one loop pipeline (``riffbridge.pipeline.make_loop``: seed -> riffuse render -> loop
-shaping, the same function as the CLI's `render`) and then resamples it to the device rate.
+thread-safe. Messages both ways are frozen values. For each request the worker makes its loops
+with the one loop pipeline (``riffbridge.pipeline.make_loops``: seed -> riffuse render -> loop
+shaping, the same functions as the CLI's `render`) and then resamples each to the device rate.
+A request may carry several planned loops of one schedule shape (``RenderRequest.more``, up to
+``Ready.batch``): they go through the UNet as one batch, and each comes back as its own
+``Rendered`` as soon as it is shaped, the first first; a cancel, a failure, a death or a hang
+covers the loops not yet delivered (``Cancelled.also``, ``Failed.also``), and those delivered
+stay delivered. The request is in flight until the last of its loops is answered.
 
 The worker never outlives the process that started it, however that process ends (a SIGKILL, a
 crash, a hang-up): on Linux the kernel sends it SIGKILL when its parent goes (PR_SET_PDEATHSIG),
@@ -43,7 +48,8 @@ from riffbridge.engine.plan import LoopKey
 from riffbridge.errors import RenderError
 from riffbridge.loops.types import Loop
 from riffbridge.params import BY_NAME, DEFAULT_MODEL
-from riffbridge.pipeline import LoopRequest, make_loop
+from riffbridge.pipeline import LoopRequest, make_loops
+from riffbridge.render.path import choose_render_batch
 
 log = logging.getLogger(__name__)
 
@@ -67,14 +73,26 @@ _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 @dataclass(frozen=True)
 class RenderRequest:
-    """One loop for the worker: how to make it (the pipeline's request), at which device rate."""
+    """One render for the worker: the loop (the pipeline's request), at which device rate, and
+    ``more`` loops rendered with it in one UNet batch (the planner's neighbours of the same
+    schedule shape, ``EngineCore.next_renders``). ``key`` (the first loop's) names the render
+    in flight: its progress, heartbeats and cancel."""
 
     loop: LoopRequest
     out_rate: int  # the device rate the player wants the loop at
+    more: tuple[LoopRequest, ...] = ()
 
     @property
     def key(self) -> LoopKey:
         return self.loop.key
+
+    @property
+    def loops(self) -> tuple[LoopRequest, ...]:
+        return (self.loop, *self.more)
+
+    @property
+    def keys(self) -> tuple[LoopKey, ...]:
+        return tuple(loop.key for loop in self.loops)
 
 
 @dataclass(frozen=True)
@@ -83,6 +101,7 @@ class Ready:
     device: str
     pid: int
     path: str = ""  # the render path chosen ("render path: ..."), logged once at start
+    batch: int = 1  # the most planned loops one request may carry (``render_batch``)
 
 
 @dataclass(frozen=True)
@@ -119,6 +138,7 @@ class Failed:
     error: str
     fatal: bool = False  # the worker cannot go on (model not found): do not restart it
     source: Literal["render", "worker"] = "render"  # a render's own error, or the worker's
+    also: tuple[LoopKey, ...] = ()  # the rest of a batch that failed with ``key``, not delivered
 
 
 @dataclass(frozen=True)
@@ -129,6 +149,7 @@ class Cancelled:
 
     key: LoopKey
     seconds: float  # how long it ran before it stopped
+    also: tuple[LoopKey, ...] = ()  # the rest of a batch stopped with ``key``, not delivered
 
 
 @dataclass(frozen=True)
@@ -171,6 +192,7 @@ class WorkerSettings:
     compile: bool = BY_NAME["compile"].default
     compile_cache: str = BY_NAME["compile_cache"].default
     width_buckets: str = BY_NAME["width_buckets"].default
+    render_batch: int = BY_NAME["render_batch"].default  # 0: auto (``choose_render_batch``)
     nice: int = 10  # the worker's CPU priority below the audio (POSIX nice increment)
 
 
@@ -246,7 +268,10 @@ def _heartbeat(results: Any, busy: list[LoopKey | None]) -> None:
                 return
 
 
-def _render(renderer: Any, request: RenderRequest, results: Any) -> None:
+def _render(renderer: Any, request: RenderRequest, results: Any,
+            delivered: list[LoopKey]) -> None:
+    """Make the request's loops in one render (``make_loops``) and send each as it is shaped,
+    the first first; ``delivered`` collects their keys (a cancel or failure covers the rest)."""
     started = time.perf_counter()
     key = request.key
     last = [0.0]
@@ -257,9 +282,11 @@ def _render(renderer: Any, request: RenderRequest, results: Any) -> None:
             last[0] = now
             results.put(Progress(key, float(fraction)))
 
-    loop = make_loop(renderer, request.loop, progress)
-    results.put(Rendered(key, loop, device_frames(loop, request.out_rate),
-                         time.perf_counter() - started))
+    loops = make_loops(renderer, request.loops, progress)
+    for loop_request, loop in zip(request.loops, loops, strict=True):
+        results.put(Rendered(loop_request.key, loop, device_frames(loop, request.out_rate),
+                             time.perf_counter() - started))
+        delivered.append(loop_request.key)
 
 
 def device_frames(loop: Loop, rate: int) -> np.ndarray:
@@ -289,6 +316,7 @@ def open_renderer(settings: WorkerSettings) -> tuple[Any, Any]:
     if path.compile_cache is not None:
         use_compile_cache(path.compile_cache)
     renderer = Renderer(settings.model, device=settings.device, dtype=settings.dtype,
+                        max_batch=max(4, settings.render_batch),
                         cuda_graphs=path.cuda_graphs, width_buckets=path.width_buckets)
     if path.compile:
         renderer.compile_in_background()
@@ -331,7 +359,9 @@ def worker_main(settings: WorkerSettings, requests: Any, results: Any, life: Any
     from diffusers.utils import logging as diffusers_logging  # loaded with the model above
 
     diffusers_logging.set_verbosity_error()  # its per-cast notes are noise in the live log
-    results.put(Ready(settings.model, str(renderer.device), os.getpid(), path.describe()))
+    batch, why = choose_render_batch(renderer.device.type, settings.render_batch)
+    results.put(Ready(settings.model, str(renderer.device), os.getpid(),
+                      f"{path.describe()}; {why}", batch))
     busy: list[LoopKey | None] = [None]
     threading.Thread(target=_heartbeat, args=(results, busy), name="riffbridge-heartbeat",
                      daemon=True).start()
@@ -339,24 +369,29 @@ def worker_main(settings: WorkerSettings, requests: Any, results: Any, life: Any
         req = requests.get()
         if req is None:
             return
-        refused = check_loop_length(req.key)
+        refused = check_loop_length(req.key)  # a batch shares one length
         if refused is not None:
-            results.put(Failed(req.key, refused))
+            results.put(Failed(req.key, refused, also=req.keys[1:]))
             continue
         busy[0] = req.key
         started = time.perf_counter()
+        delivered: list[LoopKey] = []
         try:
             if stop is None:
-                _render(renderer, req, results)
+                _render(renderer, req, results, delivered)
             else:
                 stop.clear()
                 with cancel.cancellable(stop):
-                    _render(renderer, req, results)
+                    _render(renderer, req, results, delivered)
         except cancel.Cancelled:
-            results.put(Cancelled(req.key, round(time.perf_counter() - started, 3)))
+            left = [k for k in req.keys if k not in delivered] or [req.key]
+            results.put(Cancelled(left[0], round(time.perf_counter() - started, 3),
+                                  tuple(left[1:])))
         except Exception as exc:
             tail = traceback.format_exc(limit=3).strip().splitlines()[-1]
-            results.put(Failed(req.key, f"{type(exc).__name__}: {exc}" if str(exc) else tail))
+            left = [k for k in req.keys if k not in delivered] or [req.key]
+            results.put(Failed(left[0], f"{type(exc).__name__}: {exc}" if str(exc) else tail,
+                               also=tuple(left[1:])))
         finally:
             busy[0] = None
 
@@ -392,6 +427,7 @@ class RenderWorker:
         self.cancels = 0
         self.ready: Ready | None = None
         self.in_flight: RenderRequest | None = None
+        self._left: set[LoopKey] = set()  # the in-flight request's loops not delivered yet
         self._sent_at = 0.0
         self._restart_at: float | None = None
         self.restarts = 0
@@ -446,6 +482,7 @@ class RenderWorker:
         if not self.idle:
             raise RenderError("the render worker is busy or not ready")
         self.in_flight = request
+        self._left = set(request.keys)
         self._cancelling = None
         self._sent_at = time.monotonic()
         self._requests.put(request)
@@ -486,11 +523,26 @@ class RenderWorker:
             elif isinstance(msg, (Rendered, Failed, Cancelled)):
                 if isinstance(msg, Failed) and msg.fatal:
                     self.fatal = msg.error
-                if self.in_flight is not None and msg.key == self.in_flight.key:
-                    self.in_flight = None
+                self._answered(msg)
         out = [msg for msg in out if not isinstance(msg, Heartbeat)]  # ours alone
         out.extend(self._supervise())
         return out
+
+    def _answered(self, msg: Rendered | Failed | Cancelled) -> None:
+        """A loop of the request in flight was delivered, or the rest of it failed or stopped:
+        the worker is free when none of its loops is left."""
+        request = self.in_flight
+        if request is None:
+            return
+        if isinstance(msg, Rendered):
+            self._left.discard(msg.key)
+            if self._left:
+                self._sent_at = time.monotonic()  # a sign of life too
+                return
+        elif msg.key not in self._left:
+            return  # an answer to an earlier request
+        self.in_flight = None
+        self._left = set()
 
     def _supervise(self) -> list[Message]:
         if self._closed or self.fatal is not None or self._proc is None:
@@ -519,7 +571,10 @@ class RenderWorker:
         self.ready = None
         self._restart_at = now + self.restart_delay_s
         log.error("%s; restarting it", reason)
-        return [Failed(lost.key if lost else None, reason + "; restarting it", source="worker")]
+        left = () if lost is None else tuple(k for k in lost.keys if k in self._left)
+        self._left = set()
+        return [Failed(left[0] if left else lost.key if lost else None,
+                       reason + "; restarting it", source="worker", also=left[1:])]
 
     def _kill(self) -> None:
         if self._proc is not None and self._proc.is_alive():

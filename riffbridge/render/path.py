@@ -132,6 +132,28 @@ def choose_path(platform: Platform, options: RenderOptions,
     return RenderPath(dev, graphs, compiled, buckets, cache, tuple(reasons))
 
 
+AUTO_RENDER_BATCH = {"cuda": 4}  # planned loops per render by device type; others: 1
+
+
+def choose_render_batch(device_type: str, asked: int) -> tuple[int, str]:
+    """How many planned loops one render carries (``render_batch``; 0: auto), and why.
+
+    Auto is 4 on CUDA and 1 elsewhere. On a GPU an SD 1.5 UNet step at batch 1 leaves most of
+    the device idle: issue 15's H200 run took 34.2 ms a step eager at batch 1 and 35.2 at 4
+    (with CUDA graphs 12.6 and 27.9), so four neighbours cost little more than one. On a CPU
+    (and MPS) the step's time grows with the batch (benchmarks/bench_batch.py): a batch only
+    makes its first loops later. Where batching stops paying on a GPU is what
+    ``bench_batch.py`` measures (``benchmarks/gpu_check_issue15.sh``)."""
+    if isinstance(asked, bool) or not isinstance(asked, int) or asked < 0:
+        from riffbridge.errors import ConfigError
+
+        raise ConfigError(f"render_batch must be an integer >= 0 (0: auto), got {asked!r}")
+    if asked:
+        return asked, f"render batch {asked}"
+    auto = AUTO_RENDER_BATCH.get(device_type, 1)
+    return auto, f"render batch {auto} (auto on {device_type})"
+
+
 def probe_platform(device: Any) -> Platform:
     """Ask torch what ``device`` (a torch.device) offers. Imports torch."""
     import importlib.util
