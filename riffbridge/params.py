@@ -244,6 +244,10 @@ PARAMS: tuple[Param, ...] = (
     Param("width_buckets", "str", "auto", "render loops at a few bucketed widths and keep the "
           "loop's exact columns, so a tempo change brings no new graph or compile; auto: on "
           "when CUDA graphs or compile run", choices=("auto", "on", "off")),
+    Param("step_cache", "int", 1, "step caching in the spirit of DeepCache: the whole UNet "
+          "every N steps, the shallow branch with its deep features reused between; faster "
+          "per step but changes the output (1: off; turns CUDA graphs and compile off)",
+          minimum=1, maximum=5, metavar="N"),
     Param("audio_out", "str", "default", "audio output name or index, 'default', or 'none' "
           "(files only)", metavar="NAME|INDEX"),
     Param("out_dir", "str", "out", "folder for the loop WAVs, or 'none'", metavar="DIR"),

@@ -58,6 +58,10 @@ NOTES: dict[str, str] = {
     "width_buckets": "the render is padded with the loop's own start to the bucket "
                      "(`riffbridge/render/buckets.py`) and the loop's columns are kept, so the "
                      "loop keeps its exact length and still loops",
+    "step_cache": "off by default: the effect on the sound is unmeasured with the real weights "
+                  "and the speed-up unmeasured on a GPU; cached steps run the first down block "
+                  "and the last up block only (`riffbridge/render/stepcache.py`, "
+                  "[architecture](architecture.md#step-caching))",
     "audio_out": "a name may be any unique part of it; `riffbridge devices` lists them",
     "out_dir": "the output folder (`OUT`, see [files](#files)), relative to where you start "
                "riffbridge",

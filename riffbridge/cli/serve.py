@@ -268,7 +268,8 @@ def _run(conf: ServeConfig, hub: Hub, device: AudioDevice | None, folder: Output
     worker = RenderWorker(WorkerSettings(conf.model, conf.device, conf.dtype,
                                          cuda_graphs=conf.cuda_graphs, compile=conf.compile,
                                          compile_cache=conf.compile_cache,
-                                         width_buckets=conf.width_buckets),
+                                         width_buckets=conf.width_buckets,
+                                         step_cache=conf.step_cache),
                           render_timeout_s=conf.render_timeout)
     settings = EngineSettings(grid=conf.grid, xy_grid=conf.xy_grid, cache_mb=conf.cache_mb,
                               quality=conf.quality, seed_dir=conf.seed_dir or None,
