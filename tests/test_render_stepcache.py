@@ -10,6 +10,7 @@ real weights: see docs/benchmarks.md.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -174,3 +175,8 @@ def test_the_setting_travels_through_config_and_the_clis(
     err = capsys.readouterr().err
     assert "step_cache must be an integer in [1, 5]" in err and "got 9" in err
     assert not (tmp_path / "bad.wav").exists()
+    # A loop made with step caching says so in its sidecar (it changes the sound).
+    assert main([*render[:-2], str(tmp_path / "loops"), "--bpm", "120", "--bars", "1",
+                 "--step-cache", "2"]) == 0
+    sidecars = list((tmp_path / "loops").rglob("0001_*.json"))
+    assert len(sidecars) == 1 and json.loads(sidecars[0].read_text())["step_cache"] == 2
