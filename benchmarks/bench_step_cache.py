@@ -3,14 +3,16 @@
 
 Renders the same job (img2img from the striped bench seed, CFG on, one seed and prompt pair)
 at each interval of --intervals, sharing one loaded model, and prints per interval: how many
-UNet steps ran in full, the UNet time and the whole render time (the fastest of --runs, the
-intervals interleaved within each run, so that a busy machine disturbs them alike), the UNet
-speed-up over interval 1, and how far the output is from interval 1's (the uncached render):
-PSNR and the largest difference of the spectrogram image's pixels, and, when
-../shared/tools/spec_metrics.py is there, its spectral convergence and log-spectral distance
-of the audio (each image through the same Griffin-Lim; lower is closer), and for scale the
-same figures for the uncached image perturbed by a random +-1 step per pixel (Griffin-Lim
-amplifies small changes of the image: that row is the floor of what the audio figures resolve).
+UNet steps ran in full; the UNet arithmetic left (FLOPs of the steps as run over FLOPs of all
+steps in full, counted by torch's FlopCounterMode: the same on every machine); the UNet time
+and the whole render time (the fastest of --runs, the intervals interleaved within each run,
+so that a busy machine disturbs them alike) and the UNet speed-up over interval 1; how far the
+output is from interval 1's (the uncached render): PSNR and the largest difference of the
+spectrogram image's pixels, and, when ../shared/tools/spec_metrics.py is there, its spectral
+convergence and log-spectral distance of the audio (each image through the same Griffin-Lim;
+lower is closer). For scale, the same figures for the uncached image perturbed by a random +-1
+step per pixel: Griffin-Lim amplifies small changes of an image, so that row is the floor of
+what the audio figures resolve.
 
 With random weights (tiny, sd15-random) the figures prove the plumbing and the compute saved,
 not the musical effect: a trained UNet's deep features change smoothly from step to step, which
@@ -66,12 +68,37 @@ def spec_metrics(reference: Path, other: Path) -> str:
     return done.stdout.strip() or f"failed: {done.stderr.strip()[-200:]}"
 
 
+def step_flops(renderer: Renderer, width: int) -> tuple[float, float]:
+    """FLOPs of one full UNet step and of one cached step at the render's shape (a CFG batch
+    of 2), counted by torch's FlopCounterMode (matmuls and convolutions): machine-independent."""
+    import torch
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from riffbridge.render.stepcache import full_forward, shallow_forward
+
+    unet = renderer.components.unet
+    sample = torch.zeros(2, 4, 64, width // 8, dtype=renderer.dtype, device=renderer.device)
+    context = torch.zeros(2, 77, unet.config.cross_attention_dim, dtype=renderer.dtype,
+                          device=renderer.device)
+    t = torch.tensor(500, device=renderer.device)
+    # The math attention backend: FlopCounterMode has no formula for the CPU's fused SDPA
+    # kernel and would leave attention out; the math one is matmuls it counts.
+    with torch.inference_mode(), sdpa_kernel(SDPBackend.MATH):
+        with FlopCounterMode(display=False) as full:
+            _, deep = full_forward(unet, sample, t, context)
+        with FlopCounterMode(display=False) as cached:
+            shallow_forward(unet, sample, t, context, deep)
+    return float(full.get_total_flops()), float(cached.get_total_flops())
+
+
 def main() -> int:
     ap = model_parser(steps=20, runs=3)
     ap.add_argument("--width", type=int, default=256, help="clip width in columns")
     ap.add_argument("--denoise", type=float, default=0.75)
     ap.add_argument("--dtype", default="auto")
     ap.add_argument("--intervals", default="1,2,3,4")
+    ap.add_argument("--warmup", type=int, default=1, help="untimed renders per interval first")
     ap.add_argument("--no-audio", action="store_true", help="skip Griffin-Lim and spec_metrics")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
@@ -94,9 +121,10 @@ def main() -> int:
                      seed_image=seed_image(args.width))
     device = renderers[1].device
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    if device.type == "cuda":
-        for r in renderers.values():  # warm-up: kernels chosen, memory pools grown
+    for _ in range(args.warmup):  # untimed: kernels chosen, memory pools grown, text cached
+        for r in renderers.values():
             r.render([job])
+    full_flops, cached_flops = step_flops(renderers[1], args.width)
     unet: dict[int, list[float]] = {n: [] for n in intervals}
     total: dict[int, list[float]] = {n: [] for n in intervals}
     images: dict[int, np.ndarray] = {}
@@ -142,6 +170,8 @@ def main() -> int:
                 "interval": n, "full_steps": full[n], "steps": steps,
                 "unet_s": min(unet[n]), "render_s": min(total[n]),
                 "unet_speedup": min(unet[1]) / min(unet[n]),
+                "unet_flops_share": (full[n] * full_flops + (steps - full[n]) * cached_flops)
+                / (steps * full_flops),
                 "psnr_db": psnr(images[n], images[1]),
                 "max_pixel_diff": float(np.abs(images[n] - images[1]).max()),
                 "spec_metrics": spec_metrics(wavs[1], wavs[n]) if wavs else "-"})
@@ -149,16 +179,19 @@ def main() -> int:
             else f"cpu ({torch.get_num_threads()} threads)")
     head = {"model": args.model, "device": name, "dtype": str(renderers[1].dtype),
             "width": args.width, "steps": args.steps, "denoise": args.denoise,
-            "runs": args.runs, "load_s": round(load_s, 1)}
+            "runs": args.runs, "warmup": args.warmup, "load_s": round(load_s, 1),
+            "full_step_gflop": round(full_flops / 1e9, 2),
+            "cached_step_gflop": round(cached_flops / 1e9, 2)}
     if args.json:
         print(json.dumps({**head, "rows": rows, "griffin_lim_floor": floor_row}, indent=1))
         return 0
     print(" ".join(f"{k}={v}" for k, v in head.items()))
-    print(f"{'interval':>8} {'full/steps':>10} {'unet s':>8} {'render s':>9} {'unet x':>7} "
-          f"{'PSNR dB':>8} {'max px':>7}  spec_metrics vs interval 1")
+    print(f"{'interval':>8} {'full/steps':>10} {'flops':>6} {'unet s':>8} {'render s':>9} "
+          f"{'unet x':>7} {'PSNR dB':>8} {'max px':>7}  spec_metrics vs interval 1")
     for r in rows:
         db = "inf" if math.isinf(r["psnr_db"]) else f"{r['psnr_db']:.1f}"
-        print(f"{r['interval']:>8} {r['full_steps']:>4}/{r['steps']:<5} {r['unet_s']:8.2f} "
+        print(f"{r['interval']:>8} {r['full_steps']:>4}/{r['steps']:<5} "
+              f"{r['unet_flops_share']:6.0%} {r['unet_s']:8.2f} "
               f"{r['render_s']:9.2f} {r['unet_speedup']:7.2f} {db:>8} "
               f"{r['max_pixel_diff']:7.0f}  {r['spec_metrics']}")
     if floor_row:
