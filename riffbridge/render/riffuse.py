@@ -567,8 +567,9 @@ class Renderer:
         self.timings = {"text_s": t1 - t0, "prepare_s": t2 - t1, "unet_s": t3 - t2,
                         "unet_steps": float(len(timesteps)), "decode_s": t4 - t3,
                         "unet_columns": float(width + LATENT_FACTOR * (left + right))}
-        if self._steps is not None:
+        if self._steps is not None:  # its kept features go with the batch
             self.timings["unet_full_steps"] = float(self._steps.full_steps)
+            self._steps = None
         return [Image.fromarray(a, mode="RGB") for a in arrays]
 
     def _condition(self, job: RiffuseJob) -> torch.Tensor:

@@ -22,7 +22,8 @@ call the UNet itself (a forward pre-hook on the last up block, held only during 
 reads its input) and cached steps call its blocks, as ``UNet2DConditionModel.forward`` does.
 
 Not with CUDA graphs or ``torch.compile``: both record one fixed UNet call, and a cached step is
-a different call (``riffbridge.render.path.choose_path`` refuses the pair).
+a different call (``riffbridge.render.path.choose_path`` turns them off when step caching is
+asked for, and the ``Renderer`` refuses the pair).
 """
 
 from __future__ import annotations
