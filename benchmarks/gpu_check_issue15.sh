@@ -27,5 +27,10 @@ timeout 240 $PY benchmarks/bench_batch.py --model sd15-random --device cuda --st
 # Start to first sound, cold and warm compile cache.
 timeout 900 $PY benchmarks/bench_startup.py --model sd15-random --device cuda --steps 50 \
     --runs 1 > "$OUT/startup.txt" 2>&1
+# Step caching (DeepCache-style, off by default): UNet time and the change of the output per
+# interval against the uncached render (eager fp16: step caching turns graphs and compile off).
+timeout 300 $PY benchmarks/bench_step_cache.py --model sd15-random --device cuda --width 512 \
+    --steps 50 --runs 3 > "$OUT/step_cache.txt" 2>&1
+timeout 300 $B --step-cache 3 --json > "$OUT/step_cache_3.json" 2>&1
 nvidia-smi --query-gpu=memory.used --format=csv >> "$OUT/gpu.txt" 2>&1
 tail -n 3 "$OUT"/*.txt

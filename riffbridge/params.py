@@ -249,6 +249,10 @@ PARAMS: tuple[Param, ...] = (
           "point the knob is on renders alone first; 0: auto, 4 on CUDA and 1 on the CPU or "
           "MPS (there a batch takes as long as its loops one by one)", minimum=0, maximum=16,
           metavar="N"),
+    Param("step_cache", "int", 1, "step caching in the spirit of DeepCache: the whole UNet "
+          "every N steps, the shallow branch with its deep features reused between; faster "
+          "per step but changes the output (1: off; turns CUDA graphs and compile off)",
+          minimum=1, maximum=5, metavar="N"),
     Param("audio_out", "str", "default", "audio output name or index, 'default', or 'none' "
           "(files only)", metavar="NAME|INDEX"),
     Param("out_dir", "str", "out", "folder for the loop WAVs, or 'none'", metavar="DIR"),

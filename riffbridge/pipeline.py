@@ -105,6 +105,8 @@ def make_loops(renderer: Renderer, requests: Sequence[LoopRequest],
         metadata: dict[str, Any] = {
             **key.sidecar(), "model": renderer.components.name, "device": str(renderer.device),
             "scheduler": request.scheduler}
+        if getattr(renderer, "step_cache", 1) > 1:  # it changes the sound: the file says so
+            metadata["step_cache"] = renderer.step_cache
         if request.denoise_b is not None:
             metadata["denoise_b"] = request.denoise_b
         if request.guidance_b is not None:

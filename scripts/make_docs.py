@@ -62,6 +62,10 @@ NOTES: dict[str, str] = {
                     "failure covers the loops of a batch not yet delivered; with CUDA graphs "
                     "each batch size (1 to N) records its own graph once per width; see "
                     "[architecture](architecture.md) and [benchmarks](benchmarks.md)",
+    "step_cache": "off by default: the effect on the sound is unmeasured with the real weights "
+                  "and the speed-up unmeasured on a GPU; cached steps run the first down block "
+                  "and the last up block only (`riffbridge/render/stepcache.py`, "
+                  "[architecture](architecture.md#step-caching))",
     "audio_out": "a name may be any unique part of it; `riffbridge devices` lists them",
     "out_dir": "the output folder (`OUT`, see [files](#files)), relative to where you start "
                "riffbridge",

@@ -117,3 +117,37 @@ def test_the_worker_process_reports_its_path_when_ready() -> None:
     assert ready.path.startswith("render path: cuda graphs do not apply on cpu; compile does "
                                  "not apply on cpu")
     assert ready.path.endswith("; render batch 1 (auto on cpu)") and ready.batch == 1
+
+
+def test_step_caching_is_off_by_default_and_said_only_when_on() -> None:
+    assert choose_path(H200, RenderOptions(), ENV).step_cache == 1
+    assert not any("step cache" in r for r in choose_path(H200, RenderOptions(), ENV).reasons)
+    cpu = choose_path(Platform("cpu", "2.13.0+cpu"), RenderOptions(step_cache=3), ENV)
+    assert cpu.step_cache == 3 and not (cpu.cuda_graphs or cpu.compile)
+    assert cpu.describe() == (
+        "render path: cuda graphs do not apply on cpu; compile does not apply on cpu; width "
+        "buckets off (a new width costs nothing here); step cache on: the whole UNet every 3 "
+        "steps, its deep features reused between (changes the output)")
+
+
+def test_step_caching_turns_cuda_graphs_and_compile_off_and_says_why() -> None:
+    # Both record one fixed UNet call; a cached step is another. Asked for, step caching wins.
+    path = choose_path(H200, RenderOptions(step_cache=2), ENV)
+    assert (path.cuda_graphs, path.compile, path.compile_cache, path.step_cache) == (
+        False, False, None, 2)
+    assert path.reasons[:3] == (
+        "cuda graphs off (step cache 2 runs a second, shallow UNet call)",
+        "compile off (step cache 2 runs a second, shallow UNet call)",
+        "width buckets off (a new width costs nothing here)")
+    # What would not have run anyway keeps its own reason.
+    off = choose_path(H200, RenderOptions(cuda_graphs=False, step_cache=2), ENV)
+    assert off.reasons[0] == "cuda graphs off (--no-cuda-graphs)"
+    with pytest.raises(ConfigError, match=r"step_cache must be an integer in \[1, 5\].*got 0"):
+        choose_path(H200, RenderOptions(step_cache=0), ENV)
+
+
+def test_the_worker_builds_a_step_cached_renderer_on_this_cpu() -> None:
+    renderer, path = open_renderer(WorkerSettings("tiny", "cpu", step_cache=4))
+    assert renderer.step_cache == path.step_cache == 4
+    assert path.describe().endswith("step cache on: the whole UNet every 4 steps, its deep "
+                                    "features reused between (changes the output)")

@@ -42,6 +42,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    choices=BY_NAME["width_buckets"].choices,
                    help=BY_NAME["width_buckets"].help + " (--width is then rendered at its "
                    "bucket and timed as a loop, tiled in time)")
+    p.add_argument("--step-cache", type=int, default=BY_NAME["step_cache"].default,
+                   metavar="N", help=BY_NAME["step_cache"].help)
     p.add_argument("--no-audio", action="store_true", help="skip the image -> audio stage")
     p.add_argument("--against", choices=("diffusers",), default=None,
                    help="also time diffusers' StableDiffusionImg2ImgPipeline on the same "
@@ -78,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
 
     path = choose_path(probe_platform(resolve_device(args.device)),
                        RenderOptions(asked("cuda_graphs"), asked("compile"), args.compile_cache,
-                                     args.width_buckets))
+                                     args.width_buckets, args.step_cache))
     if not args.json:
         print(path.describe(), flush=True)
     if path.compile_cache is not None:
@@ -89,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         scheduler=args.scheduler, batch=args.batch, width=args.width, runs=args.runs,
         warmup=args.warmup, sdpa=not args.no_sdpa, channels_last=args.channels_last,
         compile=path.compile, cuda_graphs=path.cuda_graphs, width_buckets=path.width_buckets,
-        audio=not args.no_audio)
+        step_cache=path.step_cache, audio=not args.no_audio)
     renderer = make_renderer(cfg)
     result = run_bench(cfg, renderer)
     against = run_diffusers(cfg, renderer, result) if args.against == "diffusers" else None

@@ -69,6 +69,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="hub id, diffusers folder, .ckpt/.safetensors file, or tiny")
     p.add_argument("--device", default="auto", help="auto, cuda, cuda:N, mps or cpu")
     p.add_argument("--dtype", default="auto", choices=("auto", "fp16", "bf16", "fp32"))
+    p.add_argument("--step-cache", type=int, default=BY_NAME["step_cache"].default,
+                   metavar="N", help=BY_NAME["step_cache"].help)
     p.add_argument("--image", type=Path, default=None, help="also write the spectrogram PNG")
     p.set_defaults(func=run)
 
@@ -114,7 +116,8 @@ def _render(args: argparse.Namespace, job: RiffuseJob
 
     from riffbridge.render.riffuse import Renderer
 
-    renderer = Renderer(args.model, device=args.device, dtype=args.dtype)
+    renderer = Renderer(args.model, device=args.device, dtype=args.dtype,
+                        step_cache=args.step_cache)
     with tqdm(total=100, desc="render", unit="%", disable=None, leave=False) as bar:
         def progress(fraction: float) -> None:
             bar.update(round(fraction * 100) - bar.n)
@@ -204,7 +207,8 @@ def _render_loop(args: argparse.Namespace) -> int:
 
     _check_loop_args(args)
     request = _loop_request(args)
-    renderer = Renderer(args.model, device=args.device, dtype=args.dtype)
+    renderer = Renderer(args.model, device=args.device, dtype=args.dtype,
+                        step_cache=args.step_cache)
     with tqdm(total=100, desc="render", unit="%", disable=None, leave=False) as bar:
         def progress(fraction: float) -> None:
             bar.update(round(fraction * 100) - bar.n)

@@ -269,7 +269,8 @@ def _run(conf: ServeConfig, hub: Hub, device: AudioDevice | None, folder: Output
                                          cuda_graphs=conf.cuda_graphs, compile=conf.compile,
                                          compile_cache=conf.compile_cache,
                                          width_buckets=conf.width_buckets,
-                                         render_batch=conf.render_batch),
+                                         render_batch=conf.render_batch,
+                                         step_cache=conf.step_cache),
                           render_timeout_s=conf.render_timeout)
     settings = EngineSettings(grid=conf.grid, xy_grid=conf.xy_grid, cache_mb=conf.cache_mb,
                               quality=conf.quality, seed_dir=conf.seed_dir or None,

@@ -193,6 +193,7 @@ class WorkerSettings:
     compile_cache: str = BY_NAME["compile_cache"].default
     width_buckets: str = BY_NAME["width_buckets"].default
     render_batch: int = BY_NAME["render_batch"].default  # 0: auto (``choose_render_batch``)
+    step_cache: int = BY_NAME["step_cache"].default
     nice: int = 10  # the worker's CPU priority below the audio (POSIX nice increment)
 
 
@@ -312,12 +313,14 @@ def open_renderer(settings: WorkerSettings) -> tuple[Any, Any]:
 
     platform = probe_platform(resolve_device(settings.device))
     path = choose_path(platform, RenderOptions(settings.cuda_graphs, settings.compile,
-                                               settings.compile_cache, settings.width_buckets))
+                                               settings.compile_cache, settings.width_buckets,
+                                               settings.step_cache))
     if path.compile_cache is not None:
         use_compile_cache(path.compile_cache)
     renderer = Renderer(settings.model, device=settings.device, dtype=settings.dtype,
                         max_batch=max(4, settings.render_batch),
-                        cuda_graphs=path.cuda_graphs, width_buckets=path.width_buckets)
+                        cuda_graphs=path.cuda_graphs, width_buckets=path.width_buckets,
+                        step_cache=path.step_cache)
     if path.compile:
         renderer.compile_in_background()
     return renderer, path

@@ -34,6 +34,7 @@ class BenchConfig:
     compile: bool = False
     cuda_graphs: bool = False
     width_buckets: bool = False  # render as a loop (tiled in time) at the width's bucket
+    step_cache: int = 1  # the whole UNet every N steps (riffbridge.render.stepcache)
     audio: bool = True
 
 
@@ -82,7 +83,8 @@ def make_renderer(cfg: BenchConfig) -> Renderer:
         model = build_random_sd15(device=resolve_device(cfg.device))
     return Renderer(model, device=cfg.device, dtype=cfg.dtype, max_batch=cfg.batch,
                     sdpa=cfg.sdpa, channels_last=cfg.channels_last, compile_unet=cfg.compile,
-                    cuda_graphs=cfg.cuda_graphs, width_buckets=cfg.width_buckets)
+                    cuda_graphs=cfg.cuda_graphs, width_buckets=cfg.width_buckets,
+                    step_cache=cfg.step_cache)
 
 
 def run_bench(cfg: BenchConfig, renderer: Renderer | None = None) -> BenchResult:
@@ -203,6 +205,7 @@ def variant_name(c: BenchConfig) -> str:
     return (f"{c.model} {c.dtype} b{c.batch} {c.scheduler} {c.steps}st"
             f"{' cl' if c.channels_last else ''}{' compile' if c.compile else ''}"
             f"{' graphs' if c.cuda_graphs else ''}{' buckets' if c.width_buckets else ''}"
+            f"{f' step-cache {c.step_cache}' if c.step_cache > 1 else ''}"
             f"{'' if c.sdpa else ' no-sdpa'}")
 
 

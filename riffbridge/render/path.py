@@ -13,6 +13,11 @@ a minute per input shape at a cold start, so it runs off the critical path (the 
 from the uncompiled path meanwhile, ``riffbridge.render.compiling``) with a persistent on-disk
 cache (a second start reads the compiled code back), and width buckets bound the shapes a tempo
 change can bring (``riffbridge.render.buckets``).
+
+Step caching (``step_cache`` N > 1, ``riffbridge.render.stepcache``) is off by default: it
+changes the output, and whether it pays on a GPU is unmeasured. When asked for, it wins over
+CUDA graphs and compile, which record one fixed UNet call (a cached step is another): they are
+then off, and the line says why.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ class RenderOptions:
     compile: bool = True
     compile_cache: str = ""  # "" : the user cache dir (``default_cache_dir``)
     width_buckets: str = "auto"  # auto: on when graphs or compile run (a new shape costs)
+    step_cache: int = 1  # 1: off; N: the whole UNet every N steps, deep features reused between
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,7 @@ class RenderPath:
     width_buckets: bool
     compile_cache: str | None  # the inductor cache dir when compiling
     reasons: tuple[str, ...]
+    step_cache: int = 1
 
     def describe(self) -> str:
         """The one line logged at start: ``render path: ...``."""
@@ -87,6 +94,10 @@ def choose_path(platform: Platform, options: RenderOptions,
 
         raise ConfigError(f"width_buckets must be one of {', '.join(BUCKET_CHOICES)}, got "
                           f"{options.width_buckets!r}")
+    from riffbridge.render.stepcache import check_interval
+
+    step_cache = check_interval(options.step_cache)
+    fixed_call = f"step cache {step_cache} runs a second, shallow UNet call"
     dev = platform.device_type
     cuda = dev == "cuda"
     reasons = []
@@ -97,6 +108,8 @@ def choose_path(platform: Platform, options: RenderOptions,
         reasons.append(f"cuda graphs do not apply on {dev}")
     elif not platform.cuda_graphs:
         reasons.append(f"cuda graphs unavailable in torch {platform.torch_version}")
+    elif step_cache > 1:
+        reasons.append(f"cuda graphs off ({fixed_call})")
     else:
         graphs = True
         reasons.append("cuda graphs on")
@@ -114,6 +127,8 @@ def choose_path(platform: Platform, options: RenderOptions,
                        f"have {platform.torch_version}")
     elif not platform.triton:
         reasons.append("compile unavailable (triton is not installed)")
+    elif step_cache > 1:
+        reasons.append(f"compile off ({fixed_call})")
     else:
         compiled = True
         cache = options.compile_cache or default_cache_dir(env)
@@ -129,7 +144,10 @@ def choose_path(platform: Platform, options: RenderOptions,
         buckets = shapes_cost
         reasons.append("width buckets on (each new width records or compiles)" if buckets
                        else "width buckets off (a new width costs nothing here)")
-    return RenderPath(dev, graphs, compiled, buckets, cache, tuple(reasons))
+    if step_cache > 1:
+        reasons.append(f"step cache on: the whole UNet every {step_cache} steps, its deep "
+                       "features reused between (changes the output)")
+    return RenderPath(dev, graphs, compiled, buckets, cache, tuple(reasons), step_cache)
 
 
 AUTO_RENDER_BATCH = {"cuda": 4}  # planned loops per render by device type; others: 1

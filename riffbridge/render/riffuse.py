@@ -32,6 +32,7 @@ from riffbridge.render.components import Components
 from riffbridge.render.graphs import GraphedUNet, require_cuda
 from riffbridge.render.model import load_components, resolve_dtype
 from riffbridge.render.seamless import set_time_tiling
+from riffbridge.render.stepcache import StepCache, check_interval
 from riffbridge.torch_device import resolve_device
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,9 @@ TEXT_CACHE_SIZE = 64  # prompts: (77, 768) embeddings, about 120 KB each in fp16
 LATENT_CACHE_SIZE = 16  # seed images (per tiling switch): (4, 64, width / 8) latents
 
 MAX_STYLES = 8  # style slots a job may mix
+_STEP_CACHE_FIXED_GRAPH = ("step_cache {} does not go with cuda_graphs or compile: they record "
+                           "one fixed UNet call and a cached step is another; pass "
+                           "--no-cuda-graphs --no-compile, or step_cache 1")
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -274,9 +278,13 @@ class Renderer:
     def __init__(self, model: str | Components = "tiny", *, device: str = "auto",
                  dtype: str = "auto", max_batch: int = 4, sdpa: bool = True,
                  channels_last: bool = False, compile_unet: bool = False,
-                 cuda_graphs: bool = False, width_buckets: bool = False) -> None:
+                 cuda_graphs: bool = False, width_buckets: bool = False,
+                 step_cache: int = 1) -> None:
         if max_batch <= 0:
             raise ConfigError(f"max_batch must be >= 1, got {max_batch}")
+        self.step_cache = check_interval(step_cache)  # 1: off; N: whole UNet every N steps
+        if step_cache > 1 and (cuda_graphs or compile_unet):
+            raise ConfigError(_STEP_CACHE_FIXED_GRAPH.format(step_cache))
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         if cuda_graphs:
@@ -298,6 +306,7 @@ class Renderer:
         self.width_buckets = width_buckets  # loops (tile_time) render at bucketed widths
         self._compiler: BackgroundCompiler | None = None
         self._graphed: GraphedUNet | None = None
+        self._steps: StepCache | None = None  # the batch in flight's, with step caching on
         if cuda_graphs:
             self._graphed = GraphedUNet(self._unet_call, self.device)
         self._schedulers: dict[str, Any] = {}
@@ -321,6 +330,8 @@ class Renderer:
 
         if self._compiler is not None:
             return self._compiler
+        if self.step_cache > 1:
+            raise ConfigError(_STEP_CACHE_FIXED_GRAPH.format(self.step_cache))
         fn: Callable[[Any], Any] = compile if compile is not None else torch.compile
         unet = self.components.unet
         twins = {}
@@ -533,6 +544,7 @@ class Renderer:
         sync()
         t2 = time.perf_counter()
 
+        self._steps = StepCache(c.unet, self.step_cache) if self.step_cache > 1 else None
         with torch.inference_mode():
             for t in timesteps:
                 model_in = sched.scale_model_input(torch.cat([latents, latents]), t)
@@ -555,6 +567,9 @@ class Renderer:
         self.timings = {"text_s": t1 - t0, "prepare_s": t2 - t1, "unet_s": t3 - t2,
                         "unet_steps": float(len(timesteps)), "decode_s": t4 - t3,
                         "unet_columns": float(width + LATENT_FACTOR * (left + right))}
+        if self._steps is not None:  # its kept features go with the batch
+            self.timings["unet_full_steps"] = float(self._steps.full_steps)
+            self._steps = None
         return [Image.fromarray(a, mode="RGB") for a in arrays]
 
     def _condition(self, job: RiffuseJob) -> torch.Tensor:
@@ -575,6 +590,8 @@ class Renderer:
 
     def _unet_forward(self, sample: torch.Tensor, t: torch.Tensor, context: torch.Tensor
                       ) -> torch.Tensor:
+        if self._steps is not None:  # step caching: never with graphs or compile (__init__)
+            return self._steps(sample, t, context)
         compiled = None
         if self._compiler is not None:
             t = torch.as_tensor(t, device=self.device)
