@@ -428,19 +428,21 @@ def test_switches_between_copies_near_full_scale_never_go_over_the_ceiling(tmp_p
 
 def _gil_hold(seconds: float) -> list[float]:
     """A list whose sort holds the GIL for about ``seconds`` in one C call (list.sort never
-    lets go of it), measured here."""
+    lets go of it), sized by timing sorts here (twice: the time is not linear in the size)."""
     rng = np.random.default_rng(3)
-    items = rng.random(200_000).tolist()
-    started = time.perf_counter()
-    sorted(items)
-    took = time.perf_counter() - started
-    return rng.random(int(200_000 * seconds / took)).tolist()
+    n = 200_000
+    for _ in range(2):
+        items = rng.random(n).tolist()
+        started = time.perf_counter()
+        sorted(items)
+        n = int(n * seconds / (time.perf_counter() - started))
+    return rng.random(n).tolist()
 
 
 @pytest.mark.parametrize("mode", ["buffered", "direct"])
 def test_a_thread_that_holds_the_gil_past_a_period_costs_the_buffered_stream_nothing(
         mode: str, tmp_path: Path):
-    """Another thread of the process holds the GIL for about 100 ms (four JACK periods) five times
+    """Another thread of the process holds the GIL for about 80 ms (3.5 JACK periods) five times
     while a loop plays. Buffered, the C callback plays on from the ring: nothing runs dry and
     jack_capture hears the loop unbroken. Direct, the Python callback waits for the GIL, and
     the player is told of the underruns: what the buffered stream is for."""
@@ -448,7 +450,7 @@ def test_a_thread_that_holds_the_gil_past_a_period_costs_the_buffered_stream_not
     player = Player()
     loop = (np.random.default_rng(7).standard_normal((RATE, 2)) * 0.1).astype(np.float32)
     loop.flags.writeable = False
-    items = _gil_hold(0.1)
+    items = _gil_hold(0.08)
     held = []
     before = output_ports()
     capture = None
