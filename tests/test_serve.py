@@ -307,7 +307,8 @@ def test_start_prints_one_status_block(live: Running) -> None:
     block = live.block
     assert block["model"] == "tiny on cpu"
     assert block["render"] == ("cuda graphs do not apply on cpu; compile does not apply on cpu; "
-                               "width buckets off (a new width costs nothing here)")
+                               "width buckets off (a new width costs nothing here); "
+                               "render batch 1 (auto on cpu)")
     assert block["audio"].startswith("none")
     assert f"127.0.0.1:{live.osc_port}" in block["osc"]
     assert f"replies to port {live.inbox.port}" in block["osc"]
