@@ -25,19 +25,18 @@ import time
 import numpy as np
 
 from riffbridge.engine.player import Player, Segment, prepare_cue
+from riffbridge.errors import DeviceError
 from riffbridge.outputs.audio_stream import AHEAD_S, DeviceStream
+from riffbridge.outputs.devices import find_output
 
 RATE = 44100
 
 
 def _jack_device() -> int:
-    import sounddevice as sd
-
-    for i, dev in enumerate(sd.query_devices()):
-        api = sd.query_hostapis(dev["hostapi"])["name"]
-        if "JACK" in api and dev["max_output_channels"] >= 2 and dev["name"] == "system":
-            return i
-    raise SystemExit("no JACK device named 'system': start jackd first")
+    try:
+        return find_output("system").index  # JACK's own output, as the JACK tests play to
+    except DeviceError as exc:
+        raise SystemExit(f"{exc} (start jackd first)") from None
 
 
 def _items_for(seconds: float) -> list[float]:

@@ -80,6 +80,17 @@ def counting_fill(calls: list[tuple[float, bool]]) -> Any:
     return fill
 
 
+def playing_feeder(ahead_s: float) -> tuple[list[tuple[float, bool]], StandIn, _Feeder]:
+    """A feeder with a full ring that the stand-in's C side plays (no thread: tests turn it)."""
+    calls: list[tuple[float, bool]] = []
+    mixer = StandIn()
+    feeder = _Feeder(mixer, counting_fill(calls), RATE, 2, BLOCK, ahead_s)
+    feeder._top_up()
+    mixer.start()
+    feeder._action = mixer.play_ringbuffer(feeder.ring)
+    return calls, mixer, feeder
+
+
 def test_the_feeder_fills_the_ring_ahead_and_stamps_each_block_when_it_will_play():
     calls: list[tuple[float, bool]] = []
     mixer = StandIn()
@@ -96,12 +107,7 @@ def test_the_feeder_fills_the_ring_ahead_and_stamps_each_block_when_it_will_play
 
 
 def test_what_the_callback_plays_is_every_filled_frame_in_order():
-    calls: list[tuple[float, bool]] = []
-    mixer = StandIn()
-    feeder = _Feeder(mixer, counting_fill(calls), RATE, 2, BLOCK, 0.03)
-    feeder._top_up()
-    mixer.start()
-    feeder._action = mixer.play_ringbuffer(feeder.ring)
+    _, mixer, feeder = playing_feeder(0.03)
     played = []
     for _ in range(40):
         played.append(mixer.period(200))  # a device period unlike the fill's block
@@ -111,11 +117,7 @@ def test_what_the_callback_plays_is_every_filled_frame_in_order():
 
 
 def test_a_dry_ring_is_counted_told_to_the_next_fill_and_played_again():
-    calls: list[tuple[float, bool]] = []
-    mixer = StandIn()
-    feeder = _Feeder(mixer, counting_fill(calls), RATE, 2, BLOCK, 0.02)
-    feeder._top_up()
-    feeder._action = mixer.play_ringbuffer(feeder.ring)
+    calls, mixer, feeder = playing_feeder(0.02)
     while mixer.playing is not None:  # the feeder is held up: the callback drains the ring
         mixer.period()
     first = feeder._action
@@ -154,11 +156,7 @@ def test_the_feeder_thread_restarts_a_dry_ring_on_its_own():
 
 
 def test_portaudios_own_underflows_reach_the_next_fill():
-    calls: list[tuple[float, bool]] = []
-    mixer = StandIn()
-    feeder = _Feeder(mixer, counting_fill(calls), RATE, 2, BLOCK, 0.02)
-    feeder._top_up()
-    feeder._action = mixer.play_ringbuffer(feeder.ring)
+    calls, mixer, feeder = playing_feeder(0.02)
     feeder.turn()  # asks the C side for its stats
     mixer.underflows_to_report = 3
     mixer.period()  # the C side answers

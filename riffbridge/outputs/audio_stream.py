@@ -178,8 +178,10 @@ class DeviceStream:
             feeder.close()
         stream, self._stream = self._stream, None
         if stream is not None:
-            with contextlib.suppress(Exception):
+            try:
                 stream.close()
+            except Exception as exc:  # the start already failed: that error is the one raised
+                log.warning("closing the audio device after a failed start failed too: %s", exc)
 
     @property
     def latency(self) -> float:
@@ -226,7 +228,7 @@ def _realtime_thread() -> int | None:
         return None
     realtime = {getattr(os, "SCHED_FIFO", -1), getattr(os, "SCHED_RR", -1)}
     for name in sorted(tasks, key=int):
-        with contextlib.suppress(OSError, ValueError):
+        with contextlib.suppress(OSError, ValueError):  # a thread that ended meanwhile
             if os.sched_getscheduler(int(name)) in realtime:
                 return int(name)
     return None
